@@ -1,0 +1,213 @@
+"""The `sealkit` command line. It only parses arguments, calls library functions and prints.
+
+Expected failures (SealkitError) become one line on stderr and the error family's exit code.
+torch is imported only inside the commands that need it (export, check, adapt).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from sealkit.errors import SealkitError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Adapt a sealed foundation model to new tasks without access to its weights.",
+)
+console = Console()
+err_console = Console(stderr=True)
+
+KeyOption = typer.Option(None, "--key", help="AES key file (DIR/seal.key). Default: the file named by $SEALKIT_KEY.")
+
+
+def _parse_options(values: list[str] | None) -> dict[str, object]:
+    options: dict[str, object] = {}
+    for item in values or []:
+        if "=" not in item:
+            raise SealkitError(f"--set takes key=value, got {item!r}")
+        key, value = item.split("=", 1)
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
+
+
+def _read_key_bytes(key: Optional[Path]) -> bytes | None:
+    from sealkit.seal import crypto
+
+    path = crypto.resolve_key_path(key)
+    return crypto.read_key(path) if path else None
+
+
+@app.command()
+def keygen(out: Path = typer.Option(..., "--out", help="Folder to write seal.key, sign.key and sign.pub into.")) -> None:
+    """Write a fresh AES-256 key (seal.key) and an Ed25519 signing key pair (sign.key, sign.pub)."""
+    from sealkit.seal.crypto import write_keys
+
+    paths = write_keys(out)
+    console.print(f"wrote {paths['key']} (keep secret; give it to devices that may open your seals)")
+    console.print(f"wrote {paths['sign_key']} (keep secret; signs your seals)")
+    console.print(f"wrote {paths['sign_pub']} (public; devices verify seals with it)")
+
+
+@app.command("export")
+def export_command(
+    recipe: Path = typer.Argument(..., help="Recipe file, e.g. export/minilm.py."),
+    out: Path = typer.Option(..., "--out", help="Where to write the seal."),
+    key: Optional[Path] = KeyOption,
+    sign_key: Optional[Path] = typer.Option(None, "--sign-key", help="Ed25519 private key (DIR/sign.key) to sign the seal."),
+    exposure: str = typer.Option("dark", "--exposure", help="dark: input and output only; light: also the recipe's entry points."),
+    no_encrypt: bool = typer.Option(False, "--no-encrypt", help="Write an obfuscated but unencrypted seal."),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="Recipe option key=value, e.g. --set image_size=128."),
+) -> None:
+    """Compile a recipe's towers to forward and VJP graphs and write one encrypted, signed seal."""
+    if exposure not in ("dark", "light"):
+        raise SealkitError(f"--exposure must be dark or light, got {exposure!r}")
+    key_bytes = None
+    if not no_encrypt:
+        key_bytes = _read_key_bytes(key)
+        if key_bytes is None:
+            raise SealkitError("export encrypts by default: pass --key DIR/seal.key (from `sealkit keygen`), set $SEALKIT_KEY, or pass --no-encrypt")
+    signing = None
+    if sign_key is not None:
+        from sealkit.seal.crypto import read_signing_key
+
+        signing = read_signing_key(sign_key)
+    started = time.perf_counter()
+    with console.status(f"loading recipe {recipe} ...") as status:
+        from sealkit.compile.export import export_seal
+        from sealkit.compile.recipe import load_recipe
+
+        loaded = load_recipe(recipe, **_parse_options(set_))
+        console.print(f"recipe '{loaded.name}': towers {[t.name for t in loaded.towers]} loaded in {time.perf_counter() - started:.1f}s")
+
+        def progress(message: str) -> None:
+            console.print(f"  [{time.perf_counter() - started:6.1f}s] {message}")
+            status.update(f"exporting '{loaded.name}' ...")
+
+        status.update("compiling graphs (tens of seconds per tower) ...")
+        summary = export_seal(loaded, out, key=key_bytes, signing_key=signing, exposure=exposure, progress=progress)
+    m = summary.manifest
+    console.print(
+        f"sealed '{m.name}' -> {summary.path}: {summary.seal_bytes / 1e6:.1f} MB, weights {summary.weight_bytes / 1e6:.1f} MB "
+        f"({summary.parameters:,} parameters), exposure {m.exposure}, "
+        f"{'encrypted' if m.encrypted else 'NOT encrypted'}, {'signed' if signing else 'unsigned'}, seal id {m.seal_id}"
+    )
+
+
+@app.command()
+def inspect(
+    seal: Path = typer.Argument(..., help="The seal file."),
+    key: Optional[Path] = KeyOption,
+    verify_key: Optional[Path] = typer.Option(None, "--verify-key", help="The owner's public key (sign.pub); refuse the seal unless its signature verifies."),
+    as_json: bool = typer.Option(False, "--json", help="Print the manifest and check results as JSON."),
+) -> None:
+    """Show what a device may know about a seal, and verify it (hashes, signature, key)."""
+    from sealkit.seal.container import read_seal
+
+    file = read_seal(seal)
+    checks = {"integrity": "ok"}
+    if verify_key is not None:
+        file.verify_signature(verify_key)
+        checks["signature"] = "verified"
+    else:
+        checks["signature"] = "present (not verified: pass --verify-key)" if file.signature else "unsigned"
+    key_bytes = _read_key_bytes(key)
+    if file.manifest.encrypted:
+        if key_bytes is not None:
+            from sealkit.seal.obfuscate import WEIGHTS_BLOB
+
+            file.check_key(key_bytes)
+            for record in file.manifest.blobs:
+                if record.name != WEIGHTS_BLOB:
+                    file.blob(record.name, key_bytes)
+            file.blob(WEIGHTS_BLOB, key_bytes)
+            checks["key"] = "opens the seal"
+        else:
+            checks["key"] = "not given (pass --key to check it)"
+    m = file.manifest
+    if as_json:
+        print(json.dumps({"manifest": m.to_dict(), "checks": checks}, indent=2))
+        return
+    console.print(f"[bold]{seal}[/bold]  seal id {m.seal_id}")
+    console.print(f"name {m.name!r}, format v{m.format_version}, produced by {m.producer.get('name')} {m.producer.get('version')}")
+    console.print(f"exposure {m.exposure}; {'encrypted (' + m.encryption['algorithm'] + ', key ' + m.encryption['key_id'] + ')' if m.encryption else 'NOT encrypted (obfuscated only)'}")
+    for name, tower in m.towers.items():
+        table = Table(title=f"tower '{name}' ({tower.modality}, {tower.parameters:,} parameters)", show_lines=False)
+        table.add_column("kind")
+        table.add_column("name")
+        table.add_column("shape")
+        table.add_column("dtype")
+        for spec in tower.inputs:
+            table.add_row("input" + (" (differentiable)" if spec.differentiable else ""), spec.name, str(list(spec.shape)), spec.dtype)
+        table.add_row("output", tower.output.name, str(list(tower.output.shape)), tower.output.dtype)
+        if tower.embed:
+            table.add_row("embed", f"{tower.embed['input'].name} -> {tower.embed['output'].name}", str(list(tower.embed["output"].shape)), "")
+        for ep in tower.entry_points:
+            table.add_row(f"entry point ({ep.kind})", ep.name, str(list(ep.shape)), "float32")
+        console.print(table)
+        console.print(f"  preprocessing: {json.dumps(tower.preprocessing)}")
+    for check, result in checks.items():
+        console.print(f"{check}: {result}")
+
+
+@app.command()
+def check(
+    seal: Path = typer.Argument(..., help="The seal file."),
+    recipe: Path = typer.Argument(..., help="The recipe the seal was exported from."),
+    key: Optional[Path] = KeyOption,
+    tolerance: Optional[float] = typer.Option(None, "--tolerance", help="Largest relative error allowed (default: the recipe's, else 1e-4)."),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="Recipe option key=value, as given to export."),
+) -> None:
+    """Owner's parity check: seal vs torch on fresh random inputs; non-zero exit above tolerance."""
+    from sealkit.compile.check import DEFAULT_TOLERANCE, assert_parity, check_seal
+    from sealkit.compile.recipe import load_recipe
+    from sealkit.runtime.seal import open_seal
+
+    opened = open_seal(seal, key=_read_key_bytes(key))
+    loaded = load_recipe(recipe, **_parse_options(set_))
+    limit = tolerance if tolerance is not None else (loaded.tolerance or DEFAULT_TOLERANCE)
+    with console.status("comparing the seal with torch autograd ..."):
+        rows = check_seal(opened, loaded)
+    table = Table(title=f"parity of {seal.name} against {recipe.name} (relative norm error)")
+    for column in ("tower", "batch", "sequence", "quantity", "rel. error"):
+        table.add_column(column)
+    for row in rows:
+        style = "red" if row.rel_error > limit else ""
+        table.add_row(row.tower, str(row.batch), str(row.sequence or "-"), row.quantity, f"[{style}]{row.rel_error:.2e}[/{style}]" if style else f"{row.rel_error:.2e}")
+    console.print(table)
+    assert_parity(rows, limit)
+    console.print(f"parity ok: worst relative error {max(r.rel_error for r in rows):.2e} <= {limit:.0e}")
+
+
+def main() -> None:
+    """Entry point: run the Typer app, turning expected failures into one-line errors."""
+    try:
+        app()
+    except SealkitError as exc:
+        err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("interrupted", highlight=False)
+        sys.exit(130)
+    except Exception as exc:  # a bug, not bad input: still one line unless debugging
+        if os.environ.get("SEALKIT_DEBUG"):
+            raise
+        err_console.print(f"[bold red]internal error:[/bold red] {type(exc).__name__}: {exc} (set SEALKIT_DEBUG=1 for a traceback, and please report it)", highlight=False, soft_wrap=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,310 @@
+"""Open a seal on a device and run its towers: forward, VJP and (text) token embedding, on numpy.
+
+The seal is verified, decrypted in memory and loaded with `InferenceSession(bytes)`; plaintext never
+touches the disk. Every graph of a seal refers to one shared weight pool, handed to onnxruntime as
+external initializers, so the forward and VJP sessions use the same weight memory.
+Never imports torch.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from sealkit.errors import InputError, SealKeyError, SealkitError
+from sealkit.seal import crypto
+from sealkit.seal.container import SealFile, read_seal
+from sealkit.seal.manifest import Manifest, TensorSpec, TowerSpec
+from sealkit.seal.obfuscate import WEIGHTS_BLOB, ExternalWeight, external_weights, weights_as_inputs
+
+DEFAULT_CHUNK = 64
+
+
+def default_providers() -> list[str]:
+    """CUDA when onnxruntime-gpu and a GPU are present, else CPU."""
+    available = ort.get_available_providers()
+    if "CUDAExecutionProvider" in available and os.environ.get("SEALKIT_DEVICE", "").lower() != "cpu":
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+@dataclass
+class VJPResult:
+    """What the VJP graph returns: the output, and gradients for differentiable inputs and entry points."""
+
+    output: np.ndarray
+    input_grads: dict[str, np.ndarray]
+    entry_grads: dict[str, np.ndarray]
+
+
+class _WeightPool:
+    """The decrypted weight bytes and one OrtValue per weight, shared by every session of the seal."""
+
+    def __init__(self, data: bytes):
+        self._array = np.frombuffer(data, dtype=np.uint8)
+        self._values: dict[str, ort.OrtValue] = {}
+
+    def values_for(self, weights: list[ExternalWeight]) -> dict[str, ort.OrtValue]:
+        values = {}
+        for weight in weights:
+            if weight.name not in self._values:
+                view = self._array[weight.offset : weight.offset + weight.length].view(weight.dtype).reshape(weight.shape)
+                self._values[weight.name] = ort.OrtValue.ortvalue_from_numpy(view)
+            values[weight.name] = self._values[weight.name]
+        return values
+
+    @property
+    def nbytes(self) -> int:
+        return int(self._array.nbytes)
+
+
+class _Graph:
+    """One onnxruntime session and, in shared mode, the weight OrtValues fed to it on every run."""
+
+    def __init__(self, session: ort.InferenceSession, weight_feeds: dict[str, ort.OrtValue]):
+        self.session = session
+        self.weight_feeds = weight_feeds
+        self.output_names = [o.name for o in session.get_outputs()]
+
+    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        if not self.weight_feeds:
+            return self.session.run(None, feeds)
+        values = dict(self.weight_feeds)
+        for name, array in feeds.items():
+            values[name] = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(array))
+        return [v.numpy() for v in self.session.run_with_ort_values(self.output_names, values)]
+
+
+class Tower:
+    """One tower of an opened seal. Sessions are created on first use."""
+
+    def __init__(self, name: str, spec: TowerSpec, seal: "Seal"):
+        self.name = name
+        self.spec = spec
+        self._seal = seal
+        self._graphs: dict[str, _Graph] = {}
+        self._lock = threading.Lock()
+
+    # --- graphs -------------------------------------------------------------------------------
+    def _graph(self, graph: str) -> _Graph:
+        with self._lock:
+            if graph not in self._graphs:
+                blob = self.spec.graphs.get(graph)
+                if not blob:
+                    raise SealkitError(f"tower '{self.name}' has no {graph} graph")
+                self._graphs[graph] = self._seal._load_graph(blob)
+            return self._graphs[graph]
+
+    @property
+    def entry_points(self):
+        return self.spec.entry_points
+
+    @property
+    def output_dim(self) -> int:
+        return int(self.spec.output.shape[-1])
+
+    # --- checks -------------------------------------------------------------------------------
+    def _check(self, spec: TensorSpec, value: np.ndarray, sizes: dict[str, int]) -> None:
+        if not isinstance(value, np.ndarray):
+            raise InputError(f"input '{spec.name}' of tower '{self.name}' must be a numpy array, got {type(value).__name__}")
+        if value.dtype != np.dtype(spec.dtype):
+            raise InputError(f"input '{spec.name}' of tower '{self.name}' must be {spec.dtype}, got {value.dtype}; cast it with .astype(np.{spec.dtype})")
+        if value.ndim != len(spec.shape):
+            raise InputError(f"input '{spec.name}' of tower '{self.name}' must have shape {_fmt(spec.shape)}, got {list(value.shape)}")
+        for axis, (want, got) in enumerate(zip(spec.shape, value.shape)):
+            if isinstance(want, str):
+                if sizes.setdefault(want, got) != got:
+                    raise InputError(f"input '{spec.name}' of tower '{self.name}' has {want} size {got} on axis {axis}, but other inputs have {sizes[want]}")
+                if got == 0:
+                    raise InputError(f"input '{spec.name}' of tower '{self.name}' is empty on axis {axis} ({want})")
+            elif want != got:
+                raise InputError(f"input '{spec.name}' of tower '{self.name}' must have shape {_fmt(spec.shape)}, got {list(value.shape)}")
+
+    def _feeds(self, inputs: Mapping[str, np.ndarray] | np.ndarray, entries: Mapping[str, np.ndarray] | None) -> tuple[dict[str, np.ndarray], int]:
+        if isinstance(inputs, np.ndarray):
+            if len(self.spec.inputs) != 1:
+                raise InputError(f"tower '{self.name}' takes {len(self.spec.inputs)} inputs {[s.name for s in self.spec.inputs]}; pass a dict")
+            inputs = {self.spec.inputs[0].name: inputs}
+        sizes: dict[str, int] = {}
+        feeds = {}
+        for spec in self.spec.inputs:
+            if spec.name not in inputs:
+                raise InputError(f"tower '{self.name}' needs input '{spec.name}' (inputs: {[s.name for s in self.spec.inputs]})")
+            self._check(spec, inputs[spec.name], sizes)
+            feeds[spec.name] = inputs[spec.name]
+        extra = set(inputs) - {s.name for s in self.spec.inputs}
+        if extra:
+            raise InputError(f"tower '{self.name}' has no input(s) {sorted(extra)} (inputs: {[s.name for s in self.spec.inputs]})")
+        if entries:
+            known = {ep.name: ep for ep in self.spec.entry_points}
+            unknown = set(entries) - set(known)
+            if unknown:
+                raise InputError(f"tower '{self.name}' has no entry point(s) {sorted(unknown)}; the seal exposes {sorted(known) or 'none (a dark seal)'}")
+            for name, ep in known.items():
+                if name not in entries:
+                    raise InputError(f"tower '{self.name}' needs a value for entry point '{name}' when any entry point is given")
+                self._check(TensorSpec(name, ep.shape, "float32"), entries[name], {})
+                feeds[name] = entries[name]
+        return feeds, sizes["batch"]
+
+    # --- public -------------------------------------------------------------------------------
+    def forward(self, inputs: Mapping[str, np.ndarray] | np.ndarray, entries: Mapping[str, np.ndarray] | None = None, chunk: int = DEFAULT_CHUNK) -> np.ndarray:
+        """The tower's output for a batch. `entries` (light seals) are the entry-point tensors."""
+        feeds, batch = self._feeds(inputs, entries)
+        graph = self._graph("forward_entries" if entries else "forward")
+        outputs = []
+        for start in range(0, batch, chunk):
+            outputs.append(graph.run(_slice(feeds, start, chunk, self._batched_names))[0])
+        return outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
+
+    def vjp(
+        self,
+        inputs: Mapping[str, np.ndarray] | np.ndarray,
+        cotangent: np.ndarray,
+        entries: Mapping[str, np.ndarray] | None = None,
+        chunk: int = DEFAULT_CHUNK,
+    ) -> VJPResult:
+        """The output and the vector-Jacobian products of `cotangent` with the inputs and entry points."""
+        feeds, batch = self._feeds(inputs, entries)
+        out_spec = self.spec.output
+        self._check(TensorSpec(f"grad_{out_spec.name}", out_spec.shape, out_spec.dtype), cotangent, {"batch": batch})
+        feeds[f"grad_{out_spec.name}"] = cotangent
+        graph = self._graph("vjp_entries" if entries else "vjp")
+        names = graph.output_names
+        batched = self._batched_names | {f"grad_{out_spec.name}"}
+        parts: list[list[np.ndarray]] = []
+        for start in range(0, batch, chunk):
+            parts.append(graph.run(_slice(feeds, start, chunk, batched)))
+        results: dict[str, np.ndarray] = {}
+        for i, name in enumerate(names):
+            pieces = [p[i] for p in parts]
+            if name.startswith("grad_ep"):
+                results[name] = np.sum(pieces, axis=0) if len(pieces) > 1 else pieces[0]
+            else:
+                results[name] = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+        entry_names = {f"grad_{ep.name}": ep.name for ep in self.spec.entry_points}
+        return VJPResult(
+            output=results[out_spec.name],
+            input_grads={n[len("grad_") :]: v for n, v in results.items() if n.startswith("grad_") and n not in entry_names},
+            entry_grads={entry_names[n]: v for n, v in results.items() if n in entry_names},
+        )
+
+    def embed_tokens(self, input_ids: np.ndarray) -> np.ndarray:
+        """Token ids -> token embeddings (text towers): the input a text input adapter acts on."""
+        if self.spec.embed is None:
+            raise SealkitError(f"tower '{self.name}' is not a text tower; it has no token embedding graph")
+        spec = self.spec.embed["input"]
+        self._check(spec, input_ids, {})
+        return self._graph("embed").run({spec.name: input_ids})[0]
+
+    @property
+    def _batched_names(self) -> set[str]:
+        return {s.name for s in self.spec.inputs}
+
+
+def _slice(feeds: dict[str, np.ndarray], start: int, chunk: int, batched: set[str]) -> dict[str, np.ndarray]:
+    return {k: (v[start : start + chunk] if k in batched else v) for k, v in feeds.items()}
+
+
+def _fmt(shape) -> str:
+    return "[" + ", ".join(str(s) for s in shape) + "]"
+
+
+WEIGHT_MODES = ("shared", "copied")
+
+
+class Seal:
+    """An opened seal: its manifest, its towers, and the decrypted weights in memory.
+
+    weights="shared" (default): every graph takes its weights as inputs bound to one in-memory
+    copy, so forward, VJP and embed graphs together hold the weights once. weights="copied":
+    onnxruntime owns an optimised copy per graph (constant folding, prepacking); faster for
+    convolutions, but each loaded graph holds its own copy.
+    """
+
+    def __init__(self, file: SealFile, key: bytes | None, providers: list[str] | None = None, threads: int = 0, weights: str = "shared"):
+        if weights not in WEIGHT_MODES:
+            raise SealkitError(f"weights must be one of {WEIGHT_MODES}, got {weights!r}")
+        self.file = file
+        self.manifest: Manifest = file.manifest
+        self._key = key
+        self.providers = providers or default_providers()
+        self.threads = threads
+        self.weights_mode = weights
+        file.check_key(key)
+        self._weights = _WeightPool(file.blob(WEIGHTS_BLOB, key))
+        self.towers = {name: Tower(name, spec, self) for name, spec in self.manifest.towers.items()}
+
+    @property
+    def seal_id(self) -> str:
+        return self.manifest.seal_id
+
+    @property
+    def weight_bytes(self) -> int:
+        return self._weights.nbytes
+
+    def tower(self, name: str | None = None) -> Tower:
+        """A tower by name; without a name, the only tower."""
+        if name is None:
+            if len(self.towers) != 1:
+                raise SealkitError(f"this seal has towers {sorted(self.towers)}; name one")
+            return next(iter(self.towers.values()))
+        if name not in self.towers:
+            raise SealkitError(f"this seal has no tower '{name}'; it has {sorted(self.towers)}")
+        return self.towers[name]
+
+    def blob(self, name: str) -> bytes:
+        return self.file.blob(name, self._key)
+
+    def _session_options(self) -> ort.SessionOptions:
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        if self.threads:
+            options.intra_op_num_threads = self.threads
+        # never let onnxruntime write the optimised (plaintext) model to disk
+        options.optimized_model_filepath = ""
+        return options
+
+    def _load_graph(self, blob_name: str) -> _Graph:
+        model = onnx.ModelProto.FromString(self.blob(blob_name))
+        weights = external_weights(model)
+        values = self._weights.values_for(weights)
+        options = self._session_options()
+        if self.weights_mode == "copied":
+            options.add_external_initializers(list(values), list(values.values()))
+            return _Graph(ort.InferenceSession(model.SerializeToString(), options, providers=self.providers), {})
+        weights_as_inputs(model)
+        return _Graph(ort.InferenceSession(model.SerializeToString(), options, providers=self.providers), values)
+
+
+def open_seal(
+    path: str | Path,
+    key: bytes | str | Path | None = None,
+    verify_key: str | Path | None = None,
+    providers: list[str] | None = None,
+    threads: int = 0,
+    weights: str = "shared",
+) -> Seal:
+    """Open a seal: check it, verify its signature if `verify_key` is given, and decrypt it in memory.
+
+    `key` is the AES key bytes or a key file path; without it the SEALKIT_KEY variable names the file.
+    """
+    file = read_seal(path)
+    if verify_key is not None:
+        file.verify_signature(verify_key)
+    key_bytes: bytes | None
+    if isinstance(key, (bytes, bytearray)):
+        key_bytes = bytes(key)
+    else:
+        key_path = crypto.resolve_key_path(key)
+        key_bytes = crypto.read_key(key_path) if key_path is not None else None
+    if file.manifest.encrypted and key_bytes is None:
+        raise SealKeyError(f"{Path(path).name} is encrypted; pass --key DIR/seal.key or set {crypto.KEY_ENV} to the key file")
+    return Seal(file, key_bytes, providers=providers, threads=threads, weights=weights)

@@ -1,0 +1,194 @@
+"""The seal manifest: the plaintext description of what a device may know about a sealed backbone.
+
+Plain dataclasses with to_dict/from_dict so the JSON layout in docs/format.md is explicit.
+Never imports torch or onnxruntime.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from sealkit.errors import SealFormatError
+
+FORMAT_NAME = "sealkit-seal"
+FORMAT_VERSION = 1
+DYNAMIC_DIMS = ("batch", "sequence")
+ENTRY_KINDS = ("add", "prompt")
+EXPOSURES = ("dark", "light")
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A graph input or output. Shape entries are ints (fixed) or dimension names (dynamic)."""
+
+    name: str
+    shape: tuple[int | str, ...]
+    dtype: str = "float32"
+    differentiable: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["shape"] = list(self.shape)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TensorSpec":
+        return cls(d["name"], tuple(d["shape"]), d.get("dtype", "float32"), bool(d.get("differentiable", False)))
+
+
+@dataclass(frozen=True)
+class EntryPointSpec:
+    """A learnable tensor injected inside the backbone (LightGray-box): an additive delta or prompt tokens."""
+
+    name: str
+    kind: str
+    shape: tuple[int, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind, "shape": list(self.shape)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "EntryPointSpec":
+        return cls(d["name"], d["kind"], tuple(int(s) for s in d["shape"]))
+
+
+@dataclass
+class TowerSpec:
+    """One encoder of the seal (an image or a text tower) and the graphs that run it."""
+
+    modality: str
+    inputs: list[TensorSpec]
+    output: TensorSpec
+    preprocessing: dict[str, Any]
+    graphs: dict[str, str | None]
+    parameters: int = 0
+    entry_points: list[EntryPointSpec] = field(default_factory=list)
+    embed: dict[str, TensorSpec] | None = None
+
+    @property
+    def differentiable_inputs(self) -> list[TensorSpec]:
+        return [spec for spec in self.inputs if spec.differentiable]
+
+    @property
+    def vjp_output_names(self) -> list[str]:
+        """The VJP graph's outputs, in order: the output, then gradients for inputs, then entry points."""
+        names = [self.output.name]
+        names += [f"grad_{spec.name}" for spec in self.differentiable_inputs]
+        names += [f"grad_{ep.name}" for ep in self.entry_points]
+        return names
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "modality": self.modality,
+            "parameters": self.parameters,
+            "inputs": [s.to_dict() for s in self.inputs],
+            "output": self.output.to_dict(),
+            "entry_points": [e.to_dict() for e in self.entry_points],
+            "embed": None if self.embed is None else {k: v.to_dict() for k, v in self.embed.items()},
+            "preprocessing": self.preprocessing,
+            "graphs": self.graphs,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TowerSpec":
+        embed = d.get("embed")
+        return cls(
+            modality=d["modality"],
+            inputs=[TensorSpec.from_dict(s) for s in d["inputs"]],
+            output=TensorSpec.from_dict(d["output"]),
+            preprocessing=dict(d.get("preprocessing") or {}),
+            graphs=dict(d["graphs"]),
+            parameters=int(d.get("parameters", 0)),
+            entry_points=[EntryPointSpec.from_dict(e) for e in d.get("entry_points", [])],
+            embed=None if embed is None else {k: TensorSpec.from_dict(v) for k, v in embed.items()},
+        )
+
+
+@dataclass(frozen=True)
+class BlobRecord:
+    """Where one blob lies in the blob region, and the hash of its stored (possibly encrypted) bytes."""
+
+    name: str
+    offset: int
+    length: int
+    sha256: str
+    nonce: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "BlobRecord":
+        return cls(d["name"], int(d["offset"]), int(d["length"]), d["sha256"], d.get("nonce"))
+
+
+@dataclass
+class Manifest:
+    name: str
+    exposure: str
+    towers: dict[str, TowerSpec]
+    blobs: list[BlobRecord]
+    producer: dict[str, str]
+    encryption: dict[str, str] | None = None
+    seal_id: str = ""
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def encrypted(self) -> bool:
+        return self.encryption is not None
+
+    def blob(self, name: str) -> BlobRecord:
+        for record in self.blobs:
+            if record.name == name:
+                return record
+        raise SealFormatError(f"the seal has no blob named '{name}'; it was written by an incompatible tool")
+
+    def to_dict(self, with_id: bool = True) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "format": FORMAT_NAME,
+            "format_version": self.format_version,
+            "producer": self.producer,
+            "name": self.name,
+            "exposure": self.exposure,
+            "towers": {k: t.to_dict() for k, t in self.towers.items()},
+            "encryption": self.encryption,
+            "blobs": [b.to_dict() for b in self.blobs],
+        }
+        if with_id:
+            d["seal_id"] = self.seal_id
+        return d
+
+    def compute_id(self) -> str:
+        """The content hash that identifies this seal: adapters are bound to it."""
+        return hashlib.sha256(canonical_json(self.to_dict(with_id=False))).hexdigest()[:32]
+
+    def signed_bytes(self) -> bytes:
+        return canonical_json(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Manifest":
+        if not isinstance(d, dict) or d.get("format") != FORMAT_NAME:
+            raise SealFormatError("the header is not a sealkit manifest; is this a seal file?")
+        version = d.get("format_version")
+        if version != FORMAT_VERSION:
+            raise SealFormatError(f"seal format version {version} is not supported by this sealkit (reads {FORMAT_VERSION}); upgrade sealkit or re-export the seal")
+        try:
+            return cls(
+                name=str(d.get("name", "")),
+                exposure=d["exposure"],
+                towers={k: TowerSpec.from_dict(t) for k, t in d["towers"].items()},
+                blobs=[BlobRecord.from_dict(b) for b in d["blobs"]],
+                producer=dict(d.get("producer") or {}),
+                encryption=d.get("encryption"),
+                seal_id=d.get("seal_id", ""),
+                format_version=version,
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise SealFormatError(f"the seal manifest is malformed ({type(exc).__name__}: {exc}); re-export the seal") from None
+
+
+def canonical_json(obj: Any) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
