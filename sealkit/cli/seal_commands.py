@@ -1,54 +1,17 @@
-"""The `sealkit` command line. It only parses arguments, calls library functions and prints.
-
-Expected failures (SealkitError) become one line on stderr and the error family's exit code.
-torch is imported only inside the commands that need it (export, check, adapt).
-"""
+"""`sealkit keygen`, `export`, `inspect` and `check`: the model owner's commands."""
 
 from __future__ import annotations
 
 import json
-import os
-import sys
 import time
 from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from sealkit.cli.common import KeyOption, app, console, parse_options, read_key_bytes
 from sealkit.errors import SealkitError
-
-app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    help="Adapt a sealed foundation model to new tasks without access to its weights.",
-)
-console = Console()
-err_console = Console(stderr=True)
-
-KeyOption = typer.Option(None, "--key", help="AES key file (DIR/seal.key). Default: the file named by $SEALKIT_KEY.")
-
-
-def _parse_options(values: list[str] | None) -> dict[str, object]:
-    options: dict[str, object] = {}
-    for item in values or []:
-        if "=" not in item:
-            raise SealkitError(f"--set takes key=value, got {item!r}")
-        key, value = item.split("=", 1)
-        try:
-            options[key] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key] = value
-    return options
-
-
-def _read_key_bytes(key: Optional[Path]) -> bytes | None:
-    from sealkit.seal import crypto
-
-    path = crypto.resolve_key_path(key)
-    return crypto.read_key(path) if path else None
 
 
 @app.command()
@@ -77,7 +40,7 @@ def export_command(
         raise SealkitError(f"--exposure must be dark or light, got {exposure!r}")
     key_bytes = None
     if not no_encrypt:
-        key_bytes = _read_key_bytes(key)
+        key_bytes = read_key_bytes(key)
         if key_bytes is None:
             raise SealkitError("export encrypts by default: pass --key DIR/seal.key (from `sealkit keygen`), set $SEALKIT_KEY, or pass --no-encrypt")
     signing = None
@@ -90,7 +53,7 @@ def export_command(
         from sealkit.compile.export import export_seal
         from sealkit.compile.recipe import load_recipe
 
-        loaded = load_recipe(recipe, **_parse_options(set_))
+        loaded = load_recipe(recipe, **parse_options(set_))
         console.print(f"recipe '{loaded.name}': towers {[t.name for t in loaded.towers]} loaded in {time.perf_counter() - started:.1f}s")
 
         def progress(message: str) -> None:
@@ -124,7 +87,7 @@ def inspect(
         checks["signature"] = "verified"
     else:
         checks["signature"] = "present (not verified: pass --verify-key)" if file.signature else "unsigned"
-    key_bytes = _read_key_bytes(key)
+    key_bytes = read_key_bytes(key)
     if file.manifest.encrypted:
         if key_bytes is not None:
             from sealkit.seal.obfuscate import WEIGHTS_BLOB
@@ -176,8 +139,8 @@ def check(
     from sealkit.compile.recipe import load_recipe
     from sealkit.runtime.seal import open_seal
 
-    opened = open_seal(seal, key=_read_key_bytes(key))
-    loaded = load_recipe(recipe, **_parse_options(set_))
+    opened = open_seal(seal, key=read_key_bytes(key))
+    loaded = load_recipe(recipe, **parse_options(set_))
     limit = tolerance if tolerance is not None else (loaded.tolerance or DEFAULT_TOLERANCE)
     with console.status("comparing the seal with torch autograd ..."):
         rows = check_seal(opened, loaded)
@@ -190,24 +153,3 @@ def check(
     console.print(table)
     assert_parity(rows, limit)
     console.print(f"parity ok: worst relative error {max(r.rel_error for r in rows):.2e} <= {limit:.0e}")
-
-
-def main() -> None:
-    """Entry point: run the Typer app, turning expected failures into one-line errors."""
-    try:
-        app()
-    except SealkitError as exc:
-        err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        err_console.print("interrupted", highlight=False)
-        sys.exit(130)
-    except Exception as exc:  # a bug, not bad input: still one line unless debugging
-        if os.environ.get("SEALKIT_DEBUG"):
-            raise
-        err_console.print(f"[bold red]internal error:[/bold red] {type(exc).__name__}: {exc} (set SEALKIT_DEBUG=1 for a traceback, and please report it)", highlight=False, soft_wrap=True)
-        sys.exit(2)
-
-
-if __name__ == "__main__":
-    main()

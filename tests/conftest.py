@@ -1,0 +1,65 @@
+"""Shared fixtures: small seals exported once per test session from the tiny recipes in export/.
+
+Exporting a light seal takes ~30 s per tower on 2 cores, so each seal is built once and shared.
+Tests must not modify these files; copy them into tmp_path first.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXPORT = ROOT / "export"
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def keys(tmp_path_factory) -> dict[str, Path]:
+    """A fresh AES key and Ed25519 key pair (what `sealkit keygen` writes)."""
+    from sealkit.seal.crypto import write_keys
+
+    return write_keys(tmp_path_factory.mktemp("keys"))
+
+
+@pytest.fixture(scope="session")
+def key_bytes(keys) -> bytes:
+    from sealkit.seal.crypto import read_key
+
+    return read_key(keys["key"])
+
+
+def _export(tmp_path_factory, recipe_file: str, keys: dict[str, Path], exposure: str, encrypt: bool = True) -> Path:
+    from sealkit.compile.export import export_seal
+    from sealkit.compile.recipe import load_recipe
+    from sealkit.seal.crypto import read_key, read_signing_key
+
+    out = tmp_path_factory.mktemp("seals") / f"{Path(recipe_file).stem}-{exposure}.seal"
+    export_seal(
+        load_recipe(EXPORT / recipe_file),
+        out,
+        key=read_key(keys["key"]) if encrypt else None,
+        signing_key=read_signing_key(keys["sign_key"]),
+        exposure=exposure,
+    )
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_image_seal(tmp_path_factory, keys) -> Path:
+    """export/tiny_vit.py, light exposure (plain graphs plus entry-point graphs), encrypted and signed."""
+    return _export(tmp_path_factory, "tiny_vit.py", keys, "light")
+
+
+@pytest.fixture(scope="session")
+def tiny_text_seal(tmp_path_factory, keys) -> Path:
+    """export/tiny_text.py, light exposure, encrypted and signed."""
+    return _export(tmp_path_factory, "tiny_text.py", keys, "light")
+
+
+@pytest.fixture(scope="session")
+def tiny_pair_seal(tmp_path_factory, keys) -> Path:
+    """export/tiny_pair.py (image + text towers), light exposure, encrypted and signed."""
+    return _export(tmp_path_factory, "tiny_pair.py", keys, "light")
