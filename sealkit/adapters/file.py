@@ -1,0 +1,78 @@
+"""The adapter file: one small safetensors file, bound to the seal it was trained on.
+
+Tensors are the pack's parameters (plus precomputed class embeddings for text-head classifiers);
+the safetensors metadata holds one JSON document: the seal id, method, task, sizes, training
+configuration, metrics and sealkit version. `read_adapter_file` needs only numpy, so a deployed
+runtime can read adapters without torch; `load_adapter` (torch) rebuilds the trainable pack.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from safetensors import SafetensorError
+from safetensors.numpy import load as load_numpy
+from safetensors.numpy import save as save_numpy
+
+from sealkit import __version__
+from sealkit.errors import AdapterError, AdapterMismatchError
+from sealkit.fileio import atomic_write_bytes
+
+ADAPTER_FORMAT = "sealkit-adapter"
+ADAPTER_VERSION = 1
+
+
+@dataclass
+class AdapterFile:
+    """An adapter file's contents, as numpy arrays and its JSON metadata."""
+
+    path: Path
+    meta: dict[str, Any]
+    tensors: dict[str, np.ndarray]
+
+    @property
+    def seal_id(self) -> str:
+        return self.meta["seal_id"]
+
+    def check_seal(self, seal_id: str) -> None:
+        if self.seal_id != seal_id:
+            raise AdapterMismatchError(
+                f"{self.path.name} was trained for seal {self.seal_id} ({self.meta.get('seal_name', '?')}), not for this seal {seal_id}; "
+                "use the adapter with the seal it was trained on, or retrain it"
+            )
+
+
+def write_adapter_file(path: str | Path, meta: dict[str, Any], tensors: dict[str, np.ndarray]) -> Path:
+    full_meta = {"format": ADAPTER_FORMAT, "format_version": ADAPTER_VERSION, "sealkit_version": __version__, **meta}
+    data = save_numpy({k: np.ascontiguousarray(v) for k, v in tensors.items()}, metadata={"sealkit": json.dumps(full_meta, sort_keys=True)})
+    return atomic_write_bytes(path, data)
+
+
+def read_adapter_file(path: str | Path, seal_id: str | None = None) -> AdapterFile:
+    """Read and validate an adapter file; with `seal_id`, refuse one trained for another seal."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise AdapterError(f"no adapter file at {path}; check the path (sealkit adapt --out writes one)") from None
+    except OSError as exc:
+        raise AdapterError(f"cannot read adapter {path}: {exc.strerror or exc}") from None
+    try:
+        tensors = load_numpy(data)
+        header_len = int.from_bytes(data[:8], "little")
+        header = json.loads(data[8 : 8 + header_len])
+        meta = json.loads(header.get("__metadata__", {}).get("sealkit", "null"))
+    except (SafetensorError, ValueError, json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        raise AdapterError(f"{path} is not a valid sealkit adapter file (corrupted or truncated); retrain or copy it again") from None
+    if not isinstance(meta, dict) or meta.get("format") != ADAPTER_FORMAT:
+        raise AdapterError(f"{path} is a safetensors file but not a sealkit adapter")
+    if meta.get("format_version") != ADAPTER_VERSION:
+        raise AdapterError(f"{path} uses adapter format version {meta.get('format_version')}; this sealkit reads {ADAPTER_VERSION}")
+    file = AdapterFile(path, meta, tensors)
+    if seal_id is not None:
+        file.check_seal(seal_id)
+    return file

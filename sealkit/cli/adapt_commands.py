@@ -1,0 +1,284 @@
+"""`sealkit adapt`, `eval` and `predict`: the device's commands.
+
+adapt and eval import torch (training, and evaluating trainable packs); predict runs on the
+torch-free runtime (numpy adapters + onnxruntime).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import typer
+from rich.table import Table
+
+from sealkit.cli.common import KeyOption, app, console, read_key_bytes
+from sealkit.data.dataset import Dataset, Example
+from sealkit.errors import DataError, SealkitError
+from sealkit.fileio import atomic_write_json
+
+DataOpts = {
+    "image_col": typer.Option(None, "--image-col", help="Table column holding image paths (relative to the table)."),
+    "text_col": typer.Option(None, "--text-col", help="Table column holding texts (queries, for text pairs)."),
+    "text_b_col": typer.Option(None, "--text-b-col", help="Table column holding the second text of a pair (targets)."),
+    "label_col": typer.Option(None, "--label-col", help="Table column holding class labels."),
+    "group_col": typer.Option(None, "--group-col", help="Column grouping examples (e.g. movie) so seeded splits keep groups apart."),
+}
+
+
+def _load(spec: str, columns: dict, on_bad: str, limit: Optional[int], captions: Optional[str]) -> Dataset:
+    from sealkit.data import load_dataset
+
+    if on_bad not in ("skip", "error"):
+        raise SealkitError(f"--on-bad must be skip or error, got {on_bad!r}")
+    dataset = load_dataset(spec, on_bad=on_bad, limit=limit, **columns)
+    if dataset.problems:
+        console.print(f"[yellow]{spec}: skipped {len(dataset.problems)} bad item(s); first: {dataset.problems[0]}[/yellow]")
+    if len(dataset) == 0:
+        raise DataError(f"{spec} holds no usable examples; check the path and column options")
+    if captions:
+        if "{}" not in captions:
+            raise SealkitError("--captions needs a template with {} for the class name, e.g. 'a photo of a {}'")
+        dataset.require("label", task="captions")
+        examples = [replace(e, text=captions.format(e.label)) if e.text is None else e for e in dataset.examples]
+        dataset = Dataset(examples, dataset.name, dataset.class_names, dataset.problems)
+    return dataset
+
+
+def _metrics_table(title: str, columns: dict[str, dict[str, float] | None], limit_per_class: bool = True) -> Table:
+    table = Table(title=title)
+    table.add_column("metric")
+    for name in columns:
+        table.add_column(name, justify="right")
+    keys: list[str] = []
+    for metrics in columns.values():
+        for key in metrics or {}:
+            if key not in keys and not (limit_per_class and key.startswith("accuracy/")):
+                keys.append(key)
+    for key in keys:
+        table.add_row(key, *[f"{m[key]:.4f}" if m and key in m else "-" for m in columns.values()])
+    return table
+
+
+def _parse_ks(text: str) -> tuple[int, ...]:
+    try:
+        ks = tuple(int(k) for k in text.split(",") if k.strip())
+    except ValueError:
+        raise SealkitError(f"--recall-k takes comma-separated integers, got {text!r}") from None
+    if not ks or min(ks) < 1:
+        raise SealkitError("--recall-k needs positive integers, e.g. 1,5,10")
+    return ks
+
+
+@app.command()
+def adapt(
+    seal: Path = typer.Argument(..., help="The seal file."),
+    method: str = typer.Option("dga", "--method", help="output: output adapter only (fastest); dga: + input adapters; lga: + entry points (light seals)."),
+    task: str = typer.Option("classify", "--task", help="classify (labels) or retrieve (image-text or text-text pairs)."),
+    train: str = typer.Option(..., "--train", help="Training data: a folder, .csv/.tsv/.jsonl, an IDX file, or a built-in (fashion-mnist:train, mnist-5k, rotten-tomatoes:sentiment, rotten-tomatoes:review-plot)."),
+    val: Optional[str] = typer.Option(None, "--val", help="Validation data; default: a seeded split of --train."),
+    out: Path = typer.Option(..., "--out", help="The adapter file to write (TASK.adapter); the checkpoint goes to TASK.adapter.ckpt."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Training steps (default 200)."),
+    epochs: Optional[float] = typer.Option(None, "--epochs", help="Training epochs instead of --steps."),
+    batch: int = typer.Option(32, "--batch", help="Examples per step."),
+    lr: float = typer.Option(2e-3, "--lr", help="Peak learning rate (AdamW, warmup then cosine)."),
+    seed: int = typer.Option(0, "--seed", help="Seed for the split, initialisation and batch order."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoint next to --out."),
+    eval_every: int = typer.Option(0, "--eval-every", help="Evaluate (and checkpoint) every N steps; 0: five times per run."),
+    val_fraction: float = typer.Option(0.2, "--val-fraction", help="Share of --train held out when --val is not given."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Use a seeded, class-balanced subset of at most N training examples."),
+    val_limit: Optional[int] = typer.Option(2000, "--val-limit", help="Evaluate on at most N validation examples."),
+    head: Optional[str] = typer.Option(None, "--head", help="classify: text (class-name prompts; default with a text tower) or linear."),
+    template: Optional[list[str]] = typer.Option(None, "--template", help="Class prompt template(s), e.g. 'a photo of a {}.'"),
+    captions: Optional[str] = typer.Option(None, "--captions", help="Make a text for each example from its label, e.g. 'a photo of a {}' (image-text retrieval)."),
+    recall_k: str = typer.Option("1,5,10", "--recall-k", help="retrieve: the k of recall@k."),
+    image_width: int = typer.Option(16, "--image-width", help="Hidden channels of the image input adapter."),
+    text_rank: int = typer.Option(32, "--text-rank", help="Bottleneck of the text input adapter."),
+    text_prompts: int = typer.Option(0, "--text-prompts", help="Learnable prompt tokens added to every text (dga/lga)."),
+    output_hidden: int = typer.Option(64, "--output-hidden", help="Hidden width of the residual output adapter."),
+    shared_dim: int = typer.Option(128, "--shared-dim", help="Width of the shared space when two towers differ."),
+    on_bad: str = typer.Option("skip", "--on-bad", help="A bad file in the data: skip (and report) or error."),
+    key: Optional[Path] = KeyOption,
+    verify_key: Optional[Path] = typer.Option(None, "--verify-key", help="The owner's public key; refuse the seal unless it verifies."),
+    image_col: Optional[str] = DataOpts["image_col"],
+    text_col: Optional[str] = DataOpts["text_col"],
+    text_b_col: Optional[str] = DataOpts["text_b_col"],
+    label_col: Optional[str] = DataOpts["label_col"],
+    group_col: Optional[str] = DataOpts["group_col"],
+) -> None:
+    """Train gray-box adapters through the seal; write a small adapter file bound to it."""
+    from sealkit.runtime.seal import open_seal
+
+    columns = dict(image_col=image_col, text_col=text_col, text_b_col=text_b_col, label_col=label_col, group_col=group_col)
+    opened = open_seal(seal, key=read_key_bytes(key), verify_key=verify_key)
+    train_set = _load(train, columns, on_bad, limit, captions)
+    if val:
+        val_set = _load(val, columns, on_bad, val_limit, captions)
+    else:
+        if not 0 < val_fraction < 1:
+            raise SealkitError("--val-fraction must be between 0 and 1")
+        val_set, train_set = train_set.split(val_fraction, seed=seed, by_group=train_set.has_groups)
+        console.print(f"no --val: holding out {len(val_set)} of {len(train_set) + len(val_set)} examples (seed {seed})")
+    if len(train_set) == 0:
+        raise DataError("the training set is empty after the validation split; give more data or --val")
+
+    with console.status("loading torch ..."):
+        from sealkit.adapters.modules import AdapterConfig
+        from sealkit.train.api import adapt as run_adapt
+        from sealkit.train.loop import TrainConfig
+
+    if steps is not None and epochs is not None:
+        raise SealkitError("give --steps or --epochs, not both")
+    total = steps if steps is not None else (math.ceil(epochs * len(train_set) / batch) if epochs is not None else 200)
+    if total < 1:
+        raise SealkitError("--steps must be at least 1")
+    config = TrainConfig(steps=total, batch=batch, lr=lr, seed=seed, eval_every=eval_every, max_eval=val_limit or 2000)
+    adapter_config = AdapterConfig(method, image_width, text_rank, text_prompts, output_hidden, shared_dim)
+    console.print(f"adapting '{opened.manifest.name}' ({opened.manifest.exposure} seal) with {method} for {task}: {len(train_set)} train / {len(val_set)} val examples, {total} steps of {batch}")
+    result = run_adapt(
+        opened,
+        train_set,
+        val_set,
+        out,
+        method=method,
+        task=task,
+        config=config,
+        adapter_config=adapter_config,
+        head=head,
+        templates=template,
+        recall_ks=_parse_ks(recall_k),
+        resume=resume,
+    )
+    share = 100.0 * result.adapter_parameters / max(1, result.backbone_parameters)
+    counts = ", ".join(f"{k} {v:,}" for k, v in result.parameters.items())
+    console.print(f"trainable parameters: {result.adapter_parameters:,} = {share:.2f}% of the backbone's {result.backbone_parameters:,} ({counts})")
+    if result.fit.interrupted:
+        console.print(f"[yellow]interrupted at step {result.fit.steps_done}; checkpoint saved to {result.checkpoint_path}; continue with --resume[/yellow]")
+        if result.fit.best_step >= 0:
+            console.print(f"the best adapter so far (step {result.fit.best_step}) is in {result.adapter_path}")
+        raise typer.Exit(130)
+    zero = result.zero_shot
+    console.print(_metrics_table(f"validation: zero-shot vs {method} (best at step {result.fit.best_step})", {"zero-shot": zero, method: result.fit.best_metrics}))
+    if zero is None:
+        console.print("zero-shot: undefined for this seal and task (the towers are not aligned or the head is linear); the `output` method is the linear-probe baseline")
+    main = result.main_metric
+    zero_text = f"{zero[main]:.4f}" if zero else "n/a"
+    console.print(f"best {main}: {result.fit.best_metric:.4f} (zero-shot {zero_text}) in {result.fit.seconds:.0f}s; adapter written to {result.adapter_path} ({result.adapter_path.stat().st_size / 1e3:.1f} kB)")
+
+
+@app.command("eval")
+def eval_command(
+    seal: Path = typer.Argument(..., help="The seal file."),
+    data: str = typer.Option(..., "--data", help="Evaluation data (as for adapt --train)."),
+    adapter: Optional[Path] = typer.Option(None, "--adapter", help="Adapter file; without it, the frozen backbone (zero-shot)."),
+    task: str = typer.Option("classify", "--task", help="classify or retrieve (taken from the adapter when given)."),
+    head: Optional[str] = typer.Option(None, "--head", help="Zero-shot classify head: text."),
+    template: Optional[list[str]] = typer.Option(None, "--template", help="Zero-shot class prompt template(s)."),
+    captions: Optional[str] = typer.Option(None, "--captions", help="Texts from labels, e.g. 'a photo of a {}'."),
+    recall_k: str = typer.Option("1,5,10", "--recall-k", help="retrieve: the k of recall@k."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Evaluate on a seeded, class-balanced subset of N examples."),
+    as_json: Optional[Path] = typer.Option(None, "--json", help="Also write the metrics to this JSON file."),
+    on_bad: str = typer.Option("skip", "--on-bad", help="skip (and report) or error on a bad file."),
+    key: Optional[Path] = KeyOption,
+    image_col: Optional[str] = DataOpts["image_col"],
+    text_col: Optional[str] = DataOpts["text_col"],
+    text_b_col: Optional[str] = DataOpts["text_b_col"],
+    label_col: Optional[str] = DataOpts["label_col"],
+    group_col: Optional[str] = DataOpts["group_col"],
+) -> None:
+    """Print a metrics table for an adapter (or the zero-shot backbone) on a dataset."""
+    from sealkit.runtime.seal import open_seal
+
+    opened = open_seal(seal, key=read_key_bytes(key))
+    columns = dict(image_col=image_col, text_col=text_col, text_b_col=text_b_col, label_col=label_col, group_col=group_col)
+    dataset = _load(data, columns, on_bad, limit, captions)
+    with console.status("evaluating ..."):
+        from sealkit.train.api import evaluate
+
+        metrics = evaluate(opened, dataset, adapter=adapter, task=task, head=head, templates=template, recall_ks=_parse_ks(recall_k))
+    name = adapter.name if adapter else "zero-shot"
+    console.print(_metrics_table(f"{data}: {len(dataset)} examples", {name: metrics}, limit_per_class=False))
+    if as_json:
+        atomic_write_json(as_json, {"seal_id": opened.seal_id, "adapter": str(adapter) if adapter else None, "data": data, "examples": len(dataset), "metrics": metrics})
+        console.print(f"wrote {as_json}")
+
+
+def _split_inputs(inputs: list[str]) -> tuple[list[str], list[str]]:
+    """Existing image files are images; everything else is text."""
+    from sealkit.data.images import IMAGE_EXTENSIONS
+
+    images, texts = [], []
+    for item in inputs:
+        path = Path(item)
+        if path.suffix.lower() in IMAGE_EXTENSIONS:
+            if not path.is_file():
+                raise DataError(f"image {item} not found")
+            images.append(item)
+        elif path.suffix.lower() == ".txt" and path.is_file():
+            texts.extend(line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+        else:
+            texts.append(item)
+    return images, texts
+
+
+@app.command()
+def predict(
+    seal: Path = typer.Argument(..., help="The seal file."),
+    inputs: list[str] = typer.Argument(..., help="Image files and/or texts (quoted strings, or .txt files with one text per line)."),
+    adapter: Path = typer.Option(..., "--adapter", help="The task's adapter file."),
+    top_k: int = typer.Option(3, "--top-k", help="How many labels or matches to show."),
+    targets: Optional[list[str]] = typer.Option(None, "--targets", help="retrieve: items to match against (image files, texts, or .txt files)."),
+    embed: bool = typer.Option(False, "--embed", help="Print embeddings instead of labels or matches."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    key: Optional[Path] = KeyOption,
+) -> None:
+    """Labels, top-k matches or embeddings for images and texts, on the torch-free runtime."""
+    from sealkit.runtime.seal import open_seal
+    from sealkit.runtime.task import TaskRuntime, normalise
+
+    opened = open_seal(seal, key=read_key_bytes(key))
+    runtime = TaskRuntime(opened, adapter)
+    images, texts = _split_inputs(inputs)
+    groups = [("image", images), ("text", texts)]
+    results = []
+    for modality, items in groups:
+        if not items:
+            continue
+        embeddings = runtime.embed(items, modality)
+        if embed:
+            results += [{"input": item, "embedding": [round(float(v), 6) for v in row]} for item, row in zip(items, embeddings)]
+        elif runtime.task["task"] == "classify":
+            if modality != runtime.query_modality:
+                raise DataError(f"{adapter.name} classifies {runtime.query_modality}s; {items[0]!r} is {'an image' if modality == 'image' else 'a text'}")
+            for item, preds in zip(items, runtime.classify_embeddings(embeddings, top_k)):
+                results.append({"input": item, "predictions": [{"label": p.label, "probability": round(p.score, 4)} for p in preds]})
+        else:
+            if not targets:
+                raise SealkitError("a retrieval adapter needs --targets to match against (or use --embed)")
+            target_images, target_texts = _split_inputs(targets)
+            names = target_images + target_texts
+            parts = [runtime.embed(target_images, "image")] if target_images else []
+            parts += [runtime.embed(target_texts, "text")] if target_texts else []
+            matrix = normalise(embeddings) @ normalise(np.concatenate(parts)).T
+            for item, row in zip(items, matrix):
+                order = row.argsort()[::-1][:top_k]
+                results.append({"input": item, "matches": [{"target": names[j], "score": round(float(row[j]), 4)} for j in order]})
+    if as_json:
+        print(json.dumps({"task": runtime.task["task"], "adapter": str(adapter), "results": results}, indent=2))
+        return
+    table = Table(title=f"{adapter.name} ({runtime.task['task']}, {runtime.method})")
+    table.add_column("input", overflow="fold")
+    table.add_column("result", overflow="fold")
+    for r in results:
+        if "predictions" in r:
+            value = ", ".join(f"{p['label']} ({p['probability']:.2f})" for p in r["predictions"])
+        elif "matches" in r:
+            value = ", ".join(f"{m['target']} ({m['score']:.3f})" for m in r["matches"])
+        else:
+            value = f"[{', '.join(f'{v:.3f}' for v in r['embedding'][:6])}, ...] ({len(r['embedding'])} dims)"
+        table.add_row(r["input"], value)
+    console.print(table)

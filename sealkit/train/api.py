@@ -1,0 +1,139 @@
+"""The adapt workflow in a few calls: build adapters for a task, fit them, evaluate, save.
+
+    seal = open_seal("model.seal", key="keys/seal.key")
+    result = adapt(seal, load_dataset("train.csv", ...), val, method="dga", task="classify", out="task.adapter")
+    metrics = evaluate(seal, test, adapter="task.adapter")
+
+`sealkit adapt` and `sealkit eval` are thin wrappers around these. Imports torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from sealkit.adapters.modules import AdapterConfig
+from sealkit.adapters.pack import AdapterPack
+from sealkit.adapters.saving import load_adapter, save_adapter
+from sealkit.data.dataset import Dataset
+from sealkit.errors import SealkitError
+from sealkit.runtime.seal import Seal
+from sealkit.train.loop import FitResult, TrainConfig, fit
+from sealkit.train.tasks import ClassifyTask, Task, build_task_spec, make_task
+
+
+@dataclass
+class AdaptResult:
+    adapter_path: Path
+    checkpoint_path: Path
+    zero_shot: dict[str, float] | None
+    fit: FitResult
+    parameters: dict[str, int]
+    backbone_parameters: int
+    main_metric: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def adapter_parameters(self) -> int:
+        return sum(self.parameters.values())
+
+
+def checkpoint_path_for(out: Path) -> Path:
+    return out.with_name(out.name + ".ckpt")
+
+
+def _class_embeddings(task: Task, pack: AdapterPack) -> np.ndarray | None:
+    if isinstance(task, ClassifyTask) and task.spec.head == "text":
+        with torch.no_grad():
+            return task.class_embeddings(pack).numpy()
+    return None
+
+
+def adapt(
+    seal: Seal,
+    train: Dataset,
+    val: Dataset | None,
+    out: str | Path,
+    method: str = "dga",
+    task: str = "classify",
+    config: TrainConfig | None = None,
+    adapter_config: AdapterConfig | None = None,
+    head: str | None = None,
+    templates: list[str] | None = None,
+    recall_ks: tuple[int, ...] = (1, 5, 10),
+    resume: bool = False,
+    progress: bool = True,
+    zero_shot: bool = True,
+) -> AdaptResult:
+    """Train `method` adapters for `task` on `train`, keep the best on `val`, write `out`."""
+    config = config or TrainConfig()
+    adapter_config = adapter_config or AdapterConfig(method=method)
+    adapter_config.method = method
+    out = Path(out)
+    if out.suffix == ".ckpt":
+        raise SealkitError("--out names the adapter file; the checkpoint is written next to it as <out>.ckpt")
+    spec = build_task_spec(seal, train, task, head=head, templates=templates)
+    if val is not None and len(val):
+        build_task_spec(seal, val, task, head=spec.head, templates=spec.templates)  # same fields present
+    the_task = make_task(seal, spec, recall_ks)
+    torch.manual_seed(config.seed)
+    pack = AdapterPack(seal, adapter_config, spec)
+    eval_set = (val if val is not None and len(val) else train).subset(config.max_eval, seed=config.seed)
+    baseline = the_task.evaluate(None, eval_set) if zero_shot and the_task.zero_shot_defined() else None
+    checkpoint = checkpoint_path_for(out)
+    meta_base = {
+        "train_config": config.to_dict(),
+        "train_examples": len(train),
+        "zero_shot": baseline,
+        "recall_ks": list(recall_ks),
+    }
+
+    def on_best(best_pack: AdapterPack, metrics: dict[str, float], step: int) -> None:
+        # keep a usable adapter on disk from the first evaluation on (Ctrl-C leaves it behind)
+        save_adapter(out, best_pack, {**meta_base, "metrics": metrics, "best_step": step, "complete": False}, _class_embeddings(the_task, best_pack))
+
+    result = fit(the_task, pack, train, val, config, checkpoint, resume=resume, on_best=on_best, progress=progress)
+    if not result.interrupted:
+        save_adapter(
+            out,
+            pack,
+            {**meta_base, "metrics": result.best_metrics, "best_step": result.best_step, "history": result.history, "complete": True, "seconds": result.seconds},
+            _class_embeddings(the_task, pack),
+        )
+    backbone = sum(seal.manifest.towers[t].parameters for t in spec.towers)
+    return AdaptResult(out, checkpoint, baseline, result, pack.parameter_counts(), backbone, the_task.main_metric)
+
+
+def evaluate(
+    seal: Seal,
+    data: Dataset,
+    adapter: str | Path | None = None,
+    task: str = "classify",
+    head: str | None = None,
+    templates: list[str] | None = None,
+    recall_ks: tuple[int, ...] = (1, 5, 10),
+) -> dict[str, float]:
+    """Metrics of an adapter on `data`, or of the frozen backbone (zero-shot) without one."""
+    if adapter is not None:
+        pack, meta = load_adapter(adapter, seal)
+        pack.eval()
+        spec = pack.task
+        if meta.get("recall_ks"):
+            recall_ks = tuple(meta["recall_ks"])
+        the_task = make_task(seal, spec, recall_ks)
+        if spec.task == "classify":
+            data.require("label", task="classify")
+        return the_task.evaluate(pack, data)
+    spec = build_task_spec(seal, data, task, head=head, templates=templates)
+    the_task = make_task(seal, spec, recall_ks)
+    if not the_task.zero_shot_defined():
+        raise SealkitError(
+            "zero-shot evaluation is undefined here: "
+            + ("a linear head must be trained" if spec.head == "linear" else "the two towers' outputs differ in width and are not aligned")
+            + "; train adapters with `sealkit adapt` (method output is the linear probe) and pass --adapter"
+        )
+    return the_task.evaluate(None, data)

@@ -1,0 +1,43 @@
+"""Evaluation metrics on numpy arrays: classification accuracy and retrieval recall@k.
+
+Retrieval treats identical items as one (Fashion-MNIST captions repeat; a movie has one plot for
+many reviews): recall@k from a query is 1 when any relevant target is in its top k.
+Never imports torch, so deployed evaluation can use it too.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def accuracy(predictions: np.ndarray, labels: np.ndarray, class_names: list[str]) -> dict[str, float]:
+    """Overall accuracy and per-class accuracy (classes absent from `labels` are left out)."""
+    metrics = {"accuracy": float(np.mean(predictions == labels)) if len(labels) else 0.0}
+    for index, name in enumerate(class_names):
+        members = labels == index
+        if members.any():
+            metrics[f"accuracy/{name}"] = float(np.mean(predictions[members] == index))
+    return metrics
+
+
+def recall_at_k(scores: np.ndarray, relevant: np.ndarray, ks: tuple[int, ...]) -> dict[int, float]:
+    """scores [queries, targets]; relevant [queries, targets] bool. Recall@k for each k."""
+    order = np.argsort(-scores, axis=1, kind="stable")
+    hits_sorted = np.take_along_axis(relevant, order, axis=1)
+    first_hit = np.where(hits_sorted.any(axis=1), hits_sorted.argmax(axis=1), scores.shape[1])
+    return {k: float(np.mean(first_hit < k)) for k in ks}
+
+
+def retrieval_metrics(a: np.ndarray, b: np.ndarray, relevant: np.ndarray, ks: tuple[int, ...], names: tuple[str, str]) -> dict[str, float]:
+    """Recall@k in both directions between L2-normalised embeddings `a` and `b`."""
+    scores = a @ b.T
+    metrics = {}
+    for k, value in recall_at_k(scores, relevant, ks).items():
+        metrics[f"{names[0]}->{names[1]} R@{k}"] = value
+    for k, value in recall_at_k(scores.T, relevant.T, ks).items():
+        metrics[f"{names[1]}->{names[0]} R@{k}"] = value
+    return metrics
+
+
+def normalise(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
