@@ -88,6 +88,7 @@ def adapt(
     lr: float = typer.Option(2e-3, "--lr", help="Peak learning rate (AdamW, warmup then cosine)."),
     seed: int = typer.Option(0, "--seed", help="Seed for the split, initialisation and batch order."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoint next to --out."),
+    init: Optional[Path] = typer.Option(None, "--init", help="Start from another adapter of this seal and task (e.g. an output run before dga)."),
     eval_every: int = typer.Option(0, "--eval-every", help="Evaluate (and checkpoint) every N steps; 0: five times per run."),
     val_fraction: float = typer.Option(0.2, "--val-fraction", help="Share of --train held out when --val is not given."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Use a seeded, class-balanced subset of at most N training examples."),
@@ -152,6 +153,7 @@ def adapt(
         templates=template,
         recall_ks=_parse_ks(recall_k),
         resume=resume,
+        init_from=init,
     )
     share = 100.0 * result.adapter_parameters / max(1, result.backbone_parameters)
     counts = ", ".join(f"{k} {v:,}" for k, v in result.parameters.items())
@@ -161,13 +163,13 @@ def adapt(
         if result.fit.best_step >= 0:
             console.print(f"the best adapter so far (step {result.fit.best_step}) is in {result.adapter_path}")
         raise typer.Exit(130)
-    zero = result.zero_shot
-    console.print(_metrics_table(f"validation: zero-shot vs {method} (best at step {result.fit.best_step})", {"zero-shot": zero, method: result.fit.best_metrics}))
-    if zero is None:
-        console.print("zero-shot: undefined for this seal and task (the towers are not aligned or the head is linear); the `output` method is the linear-probe baseline")
+    zero, kind = result.zero_shot, result.baseline_kind
+    console.print(_metrics_table(f"validation: {kind} vs {method} (best at step {result.fit.best_step})", {kind: zero, method: result.fit.best_metrics}))
+    if kind == "untrained":
+        console.print("zero-shot is undefined here (the towers were trained apart, or the head is linear), so the baseline is the untrained adapters: chance level")
     main = result.main_metric
     zero_text = f"{zero[main]:.4f}" if zero else "n/a"
-    console.print(f"best {main}: {result.fit.best_metric:.4f} (zero-shot {zero_text}) in {result.fit.seconds:.0f}s; adapter written to {result.adapter_path} ({result.adapter_path.stat().st_size / 1e3:.1f} kB)")
+    console.print(f"best {main}: {result.fit.best_metric:.4f} ({kind} {zero_text}) in {result.fit.seconds:.0f}s; adapter written to {result.adapter_path} ({result.adapter_path.stat().st_size / 1e3:.1f} kB)")
 
 
 @app.command("eval")

@@ -35,13 +35,22 @@ def relative_error(got: np.ndarray, want: np.ndarray) -> float:
     return diff / denom if denom > 0 else diff
 
 
+def _vocab_size(embed: torch.nn.Module) -> int:
+    """How many token ids the embed module accepts (its first nn.Embedding), so random ids stay in range."""
+    for sub in embed.modules():
+        if isinstance(sub, torch.nn.Embedding):
+            return int(sub.num_embeddings)
+    return 5000
+
+
 def _random_inputs(tower: Tower, batch: int, sequence: int, generator: torch.Generator) -> list[torch.Tensor]:
     values = []
     for spec in tower.inputs:
         shape = [batch if spec.dims.get(a) == "batch" else sequence if spec.dims.get(a) == "sequence" else s for a, s in enumerate(spec.example.shape)]
         if spec.example.dtype.is_floating_point:
             if tower.modality == "text" and spec is tower.inputs[0]:
-                ids = torch.randint(1000, 5000, shape[:2], generator=generator)
+                high = min(5000, _vocab_size(tower.embed))
+                ids = torch.randint(min(1000, high // 2), high, shape[:2], generator=generator)
                 with torch.no_grad():
                     values.append(tower.embed(ids).float())
             else:

@@ -17,6 +17,7 @@ from typing import Mapping
 import numpy as np
 import onnx
 import onnxruntime as ort
+from onnxruntime.capi import onnxruntime_pybind11_state as _ort_state
 
 from sealkit.errors import InputError, SealKeyError, SealkitError
 from sealkit.seal import crypto
@@ -25,6 +26,9 @@ from sealkit.seal.manifest import Manifest, TensorSpec, TowerSpec
 from sealkit.seal.obfuscate import WEIGHTS_BLOB, ExternalWeight, external_weights, weights_as_inputs
 
 DEFAULT_CHUNK = 64
+# what onnxruntime raises when a graph cannot run on inputs that passed the manifest's shape checks,
+# e.g. a sequence longer than the model's position table or a token id outside the vocabulary
+_RUN_ERRORS = (_ort_state.Fail, _ort_state.InvalidArgument, _ort_state.RuntimeException)
 
 
 def default_providers() -> list[str]:
@@ -102,6 +106,15 @@ class Tower:
                 self._graphs[graph] = self._seal._load_graph(blob)
             return self._graphs[graph]
 
+    def _run(self, kind: str, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        graph = self._graph(kind)
+        try:
+            return graph.run(feeds)
+        except _RUN_ERRORS as exc:
+            shapes = ", ".join(f"'{name}' {list(value.shape)}" for name, value in feeds.items())
+            reason = (str(exc).split("Status Message:")[-1].strip().splitlines() or ["unknown"])[0][:240]
+            raise InputError(f"tower '{self.name}' cannot run its {kind} graph on inputs {shapes}: {reason}") from None
+
     @property
     def entry_points(self):
         return self.spec.entry_points
@@ -158,10 +171,10 @@ class Tower:
     def forward(self, inputs: Mapping[str, np.ndarray] | np.ndarray, entries: Mapping[str, np.ndarray] | None = None, chunk: int = DEFAULT_CHUNK) -> np.ndarray:
         """The tower's output for a batch. `entries` (light seals) are the entry-point tensors."""
         feeds, batch = self._feeds(inputs, entries)
-        graph = self._graph("forward_entries" if entries else "forward")
+        kind = "forward_entries" if entries else "forward"
         outputs = []
         for start in range(0, batch, chunk):
-            outputs.append(graph.run(_slice(feeds, start, chunk, self._batched_names))[0])
+            outputs.append(self._run(kind, _slice(feeds, start, chunk, self._batched_names))[0])
         return outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
 
     def vjp(
@@ -176,20 +189,20 @@ class Tower:
         out_spec = self.spec.output
         self._check(TensorSpec(f"grad_{out_spec.name}", out_spec.shape, out_spec.dtype), cotangent, {"batch": batch})
         feeds[f"grad_{out_spec.name}"] = cotangent
-        graph = self._graph("vjp_entries" if entries else "vjp")
-        names = graph.output_names
+        kind = "vjp_entries" if entries else "vjp"
+        names = self._graph(kind).output_names
         batched = self._batched_names | {f"grad_{out_spec.name}"}
         parts: list[list[np.ndarray]] = []
         for start in range(0, batch, chunk):
-            parts.append(graph.run(_slice(feeds, start, chunk, batched)))
+            parts.append(self._run(kind, _slice(feeds, start, chunk, batched)))
+        entry_names = {f"grad_{ep.name}": ep.name for ep in self.spec.entry_points}
         results: dict[str, np.ndarray] = {}
         for i, name in enumerate(names):
             pieces = [p[i] for p in parts]
-            if name.startswith("grad_ep"):
+            if name in entry_names:  # entry points are shared by the batch: their gradients add up
                 results[name] = np.sum(pieces, axis=0) if len(pieces) > 1 else pieces[0]
             else:
                 results[name] = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
-        entry_names = {f"grad_{ep.name}": ep.name for ep in self.spec.entry_points}
         return VJPResult(
             output=results[out_spec.name],
             input_grads={n[len("grad_") :]: v for n, v in results.items() if n.startswith("grad_") and n not in entry_names},
@@ -202,7 +215,9 @@ class Tower:
             raise SealkitError(f"tower '{self.name}' is not a text tower; it has no token embedding graph")
         spec = self.spec.embed["input"]
         self._check(spec, input_ids, {})
-        return self._graph("embed").run({spec.name: input_ids})[0]
+        if input_ids.size and int(input_ids.min()) < 0:
+            raise InputError(f"input '{spec.name}' of tower '{self.name}' has negative token ids (smallest {int(input_ids.min())}); tokenize with the seal's tokenizer")
+        return self._run("embed", {spec.name: input_ids})[0]
 
     @property
     def _batched_names(self) -> set[str]:
@@ -265,7 +280,7 @@ class Seal:
 
     def _session_options(self) -> ort.SessionOptions:
         options = ort.SessionOptions()
-        options.log_severity_level = 3
+        options.log_severity_level = 4  # run failures are raised as one-line InputErrors instead
         if self.threads:
             options.intra_op_num_threads = self.threads
         # never let onnxruntime write the optimised (plaintext) model to disk

@@ -1,9 +1,12 @@
 """Strip ONNX graphs of every name and note, and move their weights into one shared, deduplicated pool.
 
 After `strip_model`, no module or parameter name survives: values are `v<N>`, weights `w<N>`,
-small constants `c<N>`, nodes are unnamed, and doc strings, metadata and producer fields are empty.
-Large float initializers become external data pointing into the `weights` blob, so a weight used by
-both the forward and the VJP graph is stored once. Never imports torch or onnxruntime.
+small constants `c<N>`, transposed weights `t<N>`, nodes are unnamed, and doc strings, metadata and
+producer fields are empty. Large float initializers become external data pointing into the `weights`
+blob, so a weight used by both the forward and the VJP graph is stored once. The ONNX optimizer
+constant-folds `Transpose(W)` of small matrices, so a VJP graph can hold both `W` and `W.T`; a
+matrix whose transpose is already pooled is stored once and transposed by a node in the graph.
+Never imports torch or onnxruntime.
 """
 
 from __future__ import annotations
@@ -36,6 +39,10 @@ class WeightPool:
             self._buffer += raw
         return self._index[key]
 
+    def __contains__(self, array: np.ndarray) -> bool:
+        raw = np.ascontiguousarray(array).tobytes()
+        return (array.dtype.str, tuple(array.shape), hashlib.sha256(raw).hexdigest()) in self._index
+
     def to_bytes(self) -> bytes:
         return bytes(self._buffer)
 
@@ -58,11 +65,11 @@ def _constants_to_initializers(graph: onnx.GraphProto) -> None:
     graph.node.extend(keep)
 
 
-def _externalize(init: TensorProto, name: str, offset: int, length: int) -> TensorProto:
+def _externalize(init: TensorProto, name: str, offset: int, length: int, dims: tuple[int, ...]) -> TensorProto:
     out = TensorProto()
     out.name = name
     out.data_type = init.data_type
-    out.dims.extend(init.dims)
+    out.dims.extend(dims)
     out.data_location = TensorProto.EXTERNAL
     for key, value in (("location", WEIGHTS_BLOB), ("offset", str(offset)), ("length", str(length))):
         entry = out.external_data.add()
@@ -84,17 +91,23 @@ def strip_model(model: onnx.ModelProto, pool: WeightPool) -> bytes:
     keep_names = {v.name for v in graph.input} | {v.name for v in graph.output}
     rename: dict[str, str] = {name: name for name in keep_names}
     initializers = []
+    transposes = []
     small = 0
     for init in graph.initializer:
         array = numpy_helper.to_array(init)
         if array.dtype.kind == "f" and array.nbytes >= EXTERNAL_MIN_BYTES:
-            new_name, offset, length = pool.add(array)
+            # a matrix whose transpose is pooled already (folded by the optimizer) is not stored again
+            transposed = array.ndim == 2 and array not in pool and array.T in pool
+            stored = array.T if transposed else array
+            new_name, offset, length = pool.add(stored)
             # two initializers with the same content in one graph share one external tensor
-            if new_name in {i.name for i in initializers}:
+            if new_name not in {i.name for i in initializers}:
+                initializers.append(_externalize(init, new_name, offset, length, stored.shape))
+            if transposed:
+                rename[init.name] = f"t{len(transposes)}"
+                transposes.append(onnx.helper.make_node("Transpose", [new_name], [rename[init.name]], perm=[1, 0]))
+            else:
                 rename[init.name] = new_name
-                continue
-            rename[init.name] = new_name
-            initializers.append(_externalize(init, new_name, offset, length))
         else:
             new_name = f"c{small}"
             small += 1
@@ -125,6 +138,10 @@ def strip_model(model: onnx.ModelProto, pool: WeightPool) -> bytes:
             node.output[i] = value_name(name)
         for attr in node.attribute:
             attr.doc_string = ""
+    if transposes:  # they read only initializers, so they may run first
+        nodes = transposes + list(graph.node)
+        del graph.node[:]
+        graph.node.extend(nodes)
     for value in list(graph.input) + list(graph.output):
         value.doc_string = ""
         del value.metadata_props[:]

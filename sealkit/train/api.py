@@ -31,6 +31,7 @@ class AdaptResult:
     adapter_path: Path
     checkpoint_path: Path
     zero_shot: dict[str, float] | None
+    baseline_kind: str  # "zero-shot" (frozen backbone) or "untrained" (adapters at init: towers not aligned)
     fit: FitResult
     parameters: dict[str, int]
     backbone_parameters: int
@@ -68,8 +69,13 @@ def adapt(
     resume: bool = False,
     progress: bool = True,
     zero_shot: bool = True,
+    init_from: str | Path | None = None,
 ) -> AdaptResult:
-    """Train `method` adapters for `task` on `train`, keep the best on `val`, write `out`."""
+    """Train `method` adapters for `task` on `train`, keep the best on `val`, write `out`.
+
+    `init_from` starts from another adapter of the same seal and task (e.g. an `output` run before a
+    `dga` run): every parameter with the same name and shape is copied.
+    """
     config = config or TrainConfig()
     adapter_config = adapter_config or AdapterConfig(method=method)
     adapter_config.method = method
@@ -83,12 +89,23 @@ def adapt(
     torch.manual_seed(config.seed)
     pack = AdapterPack(seal, adapter_config, spec)
     eval_set = (val if val is not None and len(val) else train).subset(config.max_eval, seed=config.seed)
-    baseline = the_task.evaluate(None, eval_set) if zero_shot and the_task.zero_shot_defined() else None
+    baseline, baseline_kind = None, "zero-shot"
+    if zero_shot:
+        if the_task.zero_shot_defined():
+            baseline = the_task.evaluate(None, eval_set)
+        else:  # unaligned towers or a linear head: the honest "before" is the untrained adapters
+            baseline, baseline_kind = the_task.evaluate(pack, eval_set), "untrained"
+    if init_from is not None:
+        copied = init_pack_from(pack, init_from, seal)
+        if not copied:
+            raise SealkitError(f"{init_from} shares no parameters with this run's adapters; is it for the same task?")
     checkpoint = checkpoint_path_for(out)
     meta_base = {
         "train_config": config.to_dict(),
         "train_examples": len(train),
         "zero_shot": baseline,
+        "baseline_kind": baseline_kind,
+        "init_from": str(init_from) if init_from else None,
         "recall_ks": list(recall_ks),
     }
 
@@ -105,7 +122,18 @@ def adapt(
             _class_embeddings(the_task, pack),
         )
     backbone = sum(seal.manifest.towers[t].parameters for t in spec.towers)
-    return AdaptResult(out, checkpoint, baseline, result, pack.parameter_counts(), backbone, the_task.main_metric)
+    return AdaptResult(out, checkpoint, baseline, baseline_kind, result, pack.parameter_counts(), backbone, the_task.main_metric)
+
+
+def init_pack_from(pack: AdapterPack, path: str | Path, seal: Seal) -> list[str]:
+    """Copy every same-named, same-shaped parameter from another adapter of this seal; returns their names."""
+    other, meta = load_adapter(path, seal)
+    if meta["task"]["task"] != pack.task.task:
+        raise SealkitError(f"{path} is a {meta['task']['task']} adapter; this run is {pack.task.task}")
+    own = pack.state_dict()
+    copied = {k: v for k, v in other.state_dict().items() if k in own and own[k].shape == v.shape}
+    pack.load_state_dict(copied, strict=False)
+    return sorted(copied)
 
 
 def evaluate(
