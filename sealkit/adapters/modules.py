@@ -26,7 +26,7 @@ class AdapterConfig:
     image_width: int = 16  # hidden channels of the image input adapter's residual conv net
     text_rank: int = 32  # bottleneck of the per-token text input adapter
     text_prompts: int = 0  # learnable prompt tokens inserted after the first token of every text
-    output_hidden: int = 64  # hidden width of the residual output MLP
+    output_hidden: int = -1  # hidden width of the residual output MLP; -1: sized to ~0.5% of the tower
     shared_dim: int = 128  # common space when the two towers' outputs differ in width
     prompt_init_std: float = 0.02
 
@@ -80,21 +80,20 @@ class TextInputAdapter(nn.Module):
 
 
 class OutputAdapter(nn.Module):
-    """embedding -> proj(embedding) + up(gelu(down(embedding))).
+    """embedding -> [proj](embedding) + up(gelu(down(embedding))).
 
-    With equal widths `proj` starts as the identity and the residual branch at zero, so the adapter
-    starts as the identity. With different widths (aligning two towers) `proj` is a random
-    projection into the shared space.
+    With equal widths there is no projection: the adapter is the identity plus a residual MLP whose
+    last layer starts at zero. With different widths (aligning two towers) `proj` is a random
+    projection into the shared space. hidden=0 leaves only the projection (or the identity).
     """
 
     def __init__(self, dim_in: int, dim_out: int, hidden: int = 64):
         super().__init__()
-        self.proj = nn.Linear(dim_in, dim_out)
-        if dim_in == dim_out:
-            nn.init.eye_(self.proj.weight)
-        else:
+        self.proj: nn.Linear | None = None
+        if dim_in != dim_out:
+            self.proj = nn.Linear(dim_in, dim_out)
             nn.init.normal_(self.proj.weight, std=1.0 / math.sqrt(dim_in))
-        nn.init.zeros_(self.proj.bias)
+            nn.init.zeros_(self.proj.bias)
         self.down = nn.Linear(dim_in, hidden) if hidden > 0 else None
         self.up = nn.Linear(hidden, dim_out) if hidden > 0 else None
         if self.up is not None:
@@ -102,10 +101,16 @@ class OutputAdapter(nn.Module):
             nn.init.zeros_(self.up.bias)
 
     def forward(self, embedding: torch.Tensor) -> torch.Tensor:
-        y = self.proj(embedding)
+        y = self.proj(embedding) if self.proj is not None else embedding
         if self.down is not None and self.up is not None:
             y = y + self.up(F.gelu(self.down(embedding), approximate="tanh"))
         return y
+
+
+def auto_hidden(tower_parameters: int, dim: int, share: float = 0.005) -> int:
+    """A residual MLP width giving about `share` of the tower's parameters (between 16 and 256)."""
+    width = int(share * tower_parameters / (2 * dim))
+    return max(16, min(256, 8 * round(width / 8)))
 
 
 def entry_parameters(entry_points, init_std: float = 0.02) -> nn.ParameterDict:

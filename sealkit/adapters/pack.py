@@ -21,6 +21,7 @@ from sealkit.adapters.modules import (
     ImageInputAdapter,
     OutputAdapter,
     TextInputAdapter,
+    auto_hidden,
     count_parameters,
     entry_parameters,
 )
@@ -75,7 +76,8 @@ class TowerAdapters(nn.Module):
                 width = int(tower_spec.inputs[0].shape[-1])
                 self.input = TextInputAdapter(width, config.text_rank, config.text_prompts, config.prompt_init_std)
         self.entries = entry_parameters(tower_spec.entry_points, config.prompt_init_std) if config.method == "lga" else nn.ParameterDict()
-        self.output = OutputAdapter(dim, out_dim, config.output_hidden)
+        hidden = config.output_hidden if config.output_hidden >= 0 else auto_hidden(tower_spec.parameters, dim)
+        self.output = OutputAdapter(dim, out_dim, hidden)
 
 
 class AdapterPack(nn.Module):

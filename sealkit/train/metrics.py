@@ -21,7 +21,12 @@ def accuracy(predictions: np.ndarray, labels: np.ndarray, class_names: list[str]
 
 
 def recall_at_k(scores: np.ndarray, relevant: np.ndarray, ks: tuple[int, ...]) -> dict[int, float]:
-    """scores [queries, targets]; relevant [queries, targets] bool. Recall@k for each k."""
+    """scores [queries, targets]; relevant [queries, targets] bool. Recall@k for each k.
+
+    Queries with no relevant target at all (distractors seen from the other side) are left out.
+    """
+    answerable = relevant.any(axis=1)
+    scores, relevant = scores[answerable], relevant[answerable]
     order = np.argsort(-scores, axis=1, kind="stable")
     hits_sorted = np.take_along_axis(relevant, order, axis=1)
     first_hit = np.where(hits_sorted.any(axis=1), hits_sorted.argmax(axis=1), scores.shape[1])

@@ -227,12 +227,14 @@ class RetrieveTask(Task):
         targets = positive.float() / positive.float().sum(dim=1, keepdim=True)
         return 0.5 * (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets.T))
 
-    def evaluate(self, pack: AdapterPack | None, dataset: Dataset) -> dict[str, float]:
+    def evaluate(self, pack: AdapterPack | None, dataset: Dataset, distractors: Sequence | None = None) -> dict[str, float]:
+        """Recall@k both ways. `distractors` are extra targets that match no query (a harder pool)."""
         queries, keys = self._sides(dataset.examples)
+        keys_pool = list(keys) + list(distractors or [])
         query_index = {k: i for i, k in enumerate(dict.fromkeys(_item_key(q) for q in queries))}
-        key_index = {k: i for i, k in enumerate(dict.fromkeys(_item_key(k) for k in keys))}
+        key_index = {k: i for i, k in enumerate(dict.fromkeys(_item_key(k) for k in keys_pool))}
         unique_queries = list({_item_key(q): q for q in queries}.values())
-        unique_keys = list({_item_key(k): k for k in keys}.values())
+        unique_keys = list({_item_key(k): k for k in keys_pool}.values())
         relevant = np.zeros((len(unique_queries), len(unique_keys)), dtype=bool)
         for q, k in zip(queries, keys):
             relevant[query_index[_item_key(q)], key_index[_item_key(k)]] = True
