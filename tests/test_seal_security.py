@@ -440,3 +440,29 @@ def test_graphs_carry_no_doc_strings_metadata_producer_or_original_value_names(w
         values = {name for node in g.node for name in list(node.input) + list(node.output) if name}
         odd = sorted(v for v in values if not re.fullmatch(r"[vwct]\d+", v) and v not in interface)
         assert not odd, f"{graph} keeps value names {odd[:5]}"
+
+
+def test_blob_spliced_from_another_seal_with_the_same_key_is_rejected(tmp_path, key_bytes):
+    """Each seal has its own salt in the associated data, so recomputed hashes and ids do not help."""
+    from sealkit.seal.container import read_seal, write_seal
+    from sealkit.seal.manifest import Manifest
+
+    def make(path, payload):
+        manifest = Manifest(name="m", exposure="dark", towers={}, blobs=[], producer={"name": "sealkit"})
+        write_seal(path, manifest, {"weights": payload}, key=key_bytes)
+
+    a, b = tmp_path / "a.seal", tmp_path / "b.seal"
+    make(a, b"A" * 64)
+    make(b, b"B" * 64)
+    sa, sb = read_seal(a), read_seal(b)
+    stolen = sb.stored_blob("weights")
+    manifest = sa.manifest
+    record = manifest.blobs[0]
+    manifest.blobs[0] = type(record)(record.name, record.offset, len(stolen), hashlib.sha256(stolen).hexdigest(), sb.manifest.blobs[0].nonce)
+    manifest.seal_id = manifest.compute_id()
+    header = json.dumps({"manifest": manifest.to_dict(), "signature": None}, sort_keys=True).encode()
+    spliced = tmp_path / "spliced.seal"
+    spliced.write_bytes(struct.pack("<8sHI", b"SEALKIT\x00", 1, len(header)) + header + bytes(stolen))
+    opened = read_seal(spliced)  # structure and hashes are consistent...
+    with pytest.raises(SealIntegrityError):
+        opened.blob("weights", key_bytes)  # ...but the ciphertext belongs to another seal
