@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
-from sealkit.cli import adapt_commands, demo_command, seal_commands  # noqa: F401  (register their commands)
+from sealkit.cli import adapt_commands, demo_command, seal_commands, serve_command  # noqa: F401  (register their commands)
 from sealkit.cli.common import app, err_console
 from sealkit.errors import SealkitError
 

@@ -71,7 +71,9 @@ def decode_image_bytes(data: bytes, what: str) -> Image.Image:
             image.load()
             return image.convert("RGB")
     except _PIL_ERRORS as exc:
-        raise DataError(f"{what}: not a readable image ({_reason(exc)}); upload a PNG or JPEG file") from None
+        # PIL's message for unknown bytes names the BytesIO object and its memory address; say what it means
+        reason = "UnidentifiedImageError: not a known image format" if isinstance(exc, UnidentifiedImageError) else _reason(exc)
+        raise DataError(f"{what}: not a readable image ({reason}); upload a PNG or JPEG file") from None
 
 
 def preprocess_images(sources: Sequence[ImageSource], spec: dict[str, Any]) -> np.ndarray:

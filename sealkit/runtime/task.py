@@ -77,26 +77,26 @@ class TaskRuntime:
     def _has(self, key: str) -> bool:
         return key in self.t
 
-    def _tower_for(self, modality: str) -> Tower:
+    def tower_for(self, modality: str) -> Tower:
         for name in self.towers:
             if self.seal.manifest.towers[name].modality == modality:
                 return self.seal.tower(name)
         raise DataError(f"task '{self.name}' takes no {modality} inputs (its towers: {self.towers})")
 
-    def _entries(self, tower: str) -> dict[str, np.ndarray] | None:
+    def entries(self, tower: str) -> dict[str, np.ndarray] | None:
         prefix = f"towers.{tower}.entries."
         entries = {k[len(prefix) :]: v for k, v in self.t.items() if k.startswith(prefix)}
         return entries or None
 
     # --- the adapters, in numpy ------------------------------------------------------------
-    def _image_input(self, tower: str, pixels: np.ndarray) -> np.ndarray:
+    def image_input(self, tower: str, pixels: np.ndarray) -> np.ndarray:
         p = f"towers.{tower}.input."
         if not self._has(p + "conv_in.weight"):
             return pixels
         hidden = gelu(conv3x3(pixels, self.t[p + "conv_in.weight"], self.t[p + "conv_in.bias"]))
         return (pixels + conv3x3(hidden, self.t[p + "conv_out.weight"], self.t[p + "conv_out.bias"])).astype(np.float32)
 
-    def _text_input(self, tower: str, embeddings: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def text_input(self, tower: str, embeddings: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         p = f"towers.{tower}.input."
         if not self._has(p + "down.weight"):
             return embeddings, mask
@@ -109,7 +109,7 @@ class TaskRuntime:
             mask = np.concatenate([mask[:, :1], ones, mask[:, 1:]], axis=1)
         return x, mask
 
-    def _output(self, tower: str, features: np.ndarray) -> np.ndarray:
+    def output(self, tower: str, features: np.ndarray) -> np.ndarray:
         p = f"towers.{tower}.output."
         y = linear(features, self.t[p + "proj.weight"], self.t[p + "proj.bias"]) if self._has(p + "proj.weight") else features
         if self._has(p + "down.weight"):
@@ -118,17 +118,17 @@ class TaskRuntime:
 
     # --- public ----------------------------------------------------------------------------
     def embed_images(self, sources: list, chunk: int = 64) -> np.ndarray:
-        tower = self._tower_for("image")
+        tower = self.tower_for("image")
         return self._run(tower, sources, chunk)
 
     def embed_texts(self, texts: list[str], chunk: int = 64) -> np.ndarray:
-        tower = self._tower_for("text")
+        tower = self.tower_for("text")
         return self._run(tower, texts, chunk)
 
     def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
         """Embeddings for already preprocessed pixels [N,3,H,W] (the serving path batches these)."""
-        tower = self._tower_for("image")
-        return self._output(tower.name, tower.forward(tower_feeds(tower, self._image_input(tower.name, pixels)), self._entries(tower.name)))
+        tower = self.tower_for("image")
+        return self.output(tower.name, tower.forward(tower_feeds(tower, self.image_input(tower.name, pixels)), self.entries(tower.name)))
 
     def _run(self, tower: Tower, items: list, chunk: int) -> np.ndarray:
         if not items:
@@ -137,12 +137,12 @@ class TaskRuntime:
         for start in range(0, len(items), chunk):
             part = items[start : start + chunk]
             if tower.spec.modality == "image":
-                feeds = tower_feeds(tower, self._image_input(tower.name, image_inputs(tower, part)))
+                feeds = tower_feeds(tower, self.image_input(tower.name, image_inputs(tower, part)))
             else:
                 batch = text_inputs(tower, part)
-                embeddings, mask = self._text_input(tower.name, batch.token_embeddings, batch.attention_mask)
+                embeddings, mask = self.text_input(tower.name, batch.token_embeddings, batch.attention_mask)
                 feeds = tower_feeds(tower, embeddings, mask)
-            outputs.append(self._output(tower.name, tower.forward(feeds, self._entries(tower.name))))
+            outputs.append(self.output(tower.name, tower.forward(feeds, self.entries(tower.name))))
         return np.concatenate(outputs)
 
     def embed(self, items: list, modality: str) -> np.ndarray:

@@ -96,7 +96,8 @@ class SealFile:
             return data
         self.check_key(key)
         assert key is not None and record.nonce is not None
-        label = f"{self.manifest.encryption.get('salt', '')}/{name}"
+        salt = self.manifest.encryption.get("salt")
+        label = f"{salt}/{name}" if salt else name  # seals written before salts bound the name alone
         return crypto.decrypt_blob(key, label, bytes.fromhex(record.nonce), data)
 
 
