@@ -2,12 +2,15 @@
 
 Tensors are the pack's parameters (plus precomputed class embeddings for text-head classifiers);
 the safetensors metadata holds one JSON document: the seal id, method, task, sizes, training
-configuration, metrics and sealkit version. `read_adapter_file` needs only numpy, so a deployed
-runtime can read adapters without torch; `load_adapter` (torch) rebuilds the trainable pack.
+configuration, metrics, sealkit version and a SHA-256 of the tensors (safetensors has no checksum
+of its own, so a flipped bit in the weights would otherwise load silently). `read_adapter_file`
+needs only numpy, so a deployed runtime can read adapters without torch; `load_adapter` (torch)
+rebuilds the trainable pack.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +27,17 @@ from sealkit.fileio import atomic_write_bytes
 
 ADAPTER_FORMAT = "sealkit-adapter"
 ADAPTER_VERSION = 1
+DIGEST_KEY = "tensors_sha256"
+
+
+def tensors_digest(tensors: dict[str, np.ndarray]) -> str:
+    """SHA-256 over the tensors' names, dtypes, shapes and bytes, in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        array = np.ascontiguousarray(tensors[name])
+        digest.update(f"{name}|{array.dtype.str}|{list(array.shape)}|".encode("utf-8"))
+        digest.update(array.tobytes())
+    return digest.hexdigest()
 
 
 @dataclass
@@ -48,6 +62,7 @@ class AdapterFile:
 
 def write_adapter_file(path: str | Path, meta: dict[str, Any], tensors: dict[str, np.ndarray]) -> Path:
     full_meta = {"format": ADAPTER_FORMAT, "format_version": ADAPTER_VERSION, "sealkit_version": __version__, **meta}
+    full_meta[DIGEST_KEY] = tensors_digest(tensors)  # always of these tensors, even when meta came from another file
     data = save_numpy({k: np.ascontiguousarray(v) for k, v in tensors.items()}, metadata={"sealkit": json.dumps(full_meta, sort_keys=True)})
     return atomic_write_bytes(path, data)
 
@@ -72,6 +87,9 @@ def read_adapter_file(path: str | Path, seal_id: str | None = None) -> AdapterFi
         raise AdapterError(f"{path} is a safetensors file but not a sealkit adapter")
     if meta.get("format_version") != ADAPTER_VERSION:
         raise AdapterError(f"{path} uses adapter format version {meta.get('format_version')}; this sealkit reads {ADAPTER_VERSION}")
+    expected = meta.get(DIGEST_KEY)
+    if expected is not None and expected != tensors_digest(tensors):  # files written before the digest have none
+        raise AdapterError(f"{path} is corrupted: its tensors do not match the checksum in its header; retrain or copy it again")
     file = AdapterFile(path, meta, tensors)
     if seal_id is not None:
         file.check_seal(seal_id)

@@ -70,6 +70,7 @@ def build_task_spec(
             class_names=list(dataset.class_names or []),
             templates=list(templates or DEFAULT_TEMPLATES[modality]),
         )
+    dataset.require(task="retrieve")  # an empty dataset is empty, not "without pairs"
     if dataset.has_images and dataset.has_texts:
         if image_tower is None or text_tower is None:
             raise DataError("image-text retrieval needs a seal with an image and a text tower")

@@ -1,0 +1,143 @@
+"""End to end through the command line: `sealkit adapt`, then `sealkit eval --json`, then
+`sealkit predict --json` on a CSV of PNG files; and the CLI's adapt-side errors are one line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sealkit.adapters.file import read_adapter_file
+from sealkit.errors import AdapterMismatchError, CheckpointError, DataError
+from synthetic import NAMES, permuted_colour_dataset, write_png_table
+
+SEALKIT = str(Path(sys.executable).with_name("sealkit"))
+
+
+def sealkit(*args: object, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", NO_COLOR="1", COLUMNS="200", OMP_NUM_THREADS="1")
+    env.pop("SEALKIT_KEY", None)
+    env.pop("SEALKIT_DEBUG", None)
+    return subprocess.run([SEALKIT, *map(str, args)], capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, exit_code: int, *phrases: str) -> str:
+    assert result.returncode == exit_code, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: "), lines[0]
+    for phrase in phrases:
+        assert phrase in lines[0], (phrase, lines[0])
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("cli-data")
+    train = write_png_table(permuted_colour_dataset(3, seed=1), root, "train.csv")
+    val = write_png_table(permuted_colour_dataset(2, seed=2), root, "val.csv")
+    return {"train": train, "val": val, "root": root}
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_pair_seal, keys, data, tmp_path_factory) -> dict[str, Path]:
+    """`sealkit adapt` (dga, 8 steps) on the tiny image-text seal; the adapter and its run's output."""
+    out = tmp_path_factory.mktemp("cli-run") / "colours.adapter"
+    result = sealkit(
+        "adapt", tiny_pair_seal, "--method", "dga", "--task", "classify",
+        "--train", data["train"], "--val", data["val"], "--image-col", "image", "--label-col", "label",
+        "--steps", 8, "--batch", 8, "--lr", "0.02", "--seed", 0, "--out", out, "--key", keys["key"],
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    return {"adapter": out, "log": result.stdout}
+
+
+def test_adapt_writes_the_adapter_and_its_checkpoint_and_reports_the_baseline(trained, tiny_pair_seal):
+    adapter = trained["adapter"]
+    assert adapter.is_file() and adapter.with_name(adapter.name + ".ckpt").is_file()
+    assert adapter.stat().st_size < 1_000_000
+    meta = read_adapter_file(adapter).meta
+    assert meta["method"] == "dga" and meta["task"]["task"] == "classify" and meta["complete"] is True
+    assert meta["task"]["class_names"] == sorted(NAMES)  # a CSV's classes are its sorted labels
+    log = " ".join(trained["log"].split())
+    assert "zero-shot" in log and "best accuracy" in log and "adapter written to" in log
+
+
+def test_eval_json_has_the_adapters_metrics(trained, tiny_pair_seal, keys, data, tmp_path):
+    report = tmp_path / "metrics.json"
+    result = sealkit(
+        "eval", tiny_pair_seal, "--adapter", trained["adapter"], "--data", data["val"],
+        "--image-col", "image", "--label-col", "label", "--json", report, "--key", keys["key"],
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    content = json.loads(report.read_text())
+    metrics = content["metrics"]
+    assert 0.0 <= metrics["accuracy"] <= 1.0
+    assert {f"accuracy/{name}" for name in NAMES} <= set(metrics)
+    assert content["examples"] == 12
+    # the same validation data as training: eval reproduces the accuracy stored with the adapter
+    assert metrics["accuracy"] == pytest.approx(read_adapter_file(trained["adapter"]).meta["metrics"]["accuracy"])
+
+
+def test_eval_without_an_adapter_reports_zero_shot(tiny_pair_seal, keys, data, tmp_path):
+    report = tmp_path / "zero.json"
+    result = sealkit(
+        "eval", tiny_pair_seal, "--data", data["val"], "--image-col", "image", "--label-col", "label",
+        "--task", "classify", "--json", report, "--key", keys["key"],
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    content = json.loads(report.read_text())
+    assert content["adapter"] is None and 0.0 <= content["metrics"]["accuracy"] <= 1.0
+
+
+def test_predict_json_labels_are_class_names(trained, tiny_pair_seal, keys, data):
+    images = sorted(data["root"].glob("val-*.png"))[:3]
+    result = sealkit("predict", tiny_pair_seal, *images, "--adapter", trained["adapter"], "--json", "--top-k", 2, "--key", keys["key"])
+    assert result.returncode == 0, result.stdout + result.stderr
+    content = json.loads(result.stdout)
+    assert content["task"] == "classify"
+    assert [r["input"] for r in content["results"]] == [str(p) for p in images]
+    for row in content["results"]:
+        assert len(row["predictions"]) == 2
+        assert all(p["label"] in NAMES and 0.0 <= p["probability"] <= 1.0 for p in row["predictions"])
+
+
+# --- errors --------------------------------------------------------------------------------------
+
+
+def test_an_adapter_for_another_seal_is_a_one_line_error(trained, tiny_pair_seal, tiny_image_seal, keys, data):
+    pair_id = read_adapter_file(trained["adapter"]).meta["seal_id"]
+    image = sorted(data["root"].glob("val-*.png"))[0]
+    predict = sealkit("predict", tiny_image_seal, image, "--adapter", trained["adapter"], "--key", keys["key"])
+    line = assert_one_line_error(predict, AdapterMismatchError.exit_code, "was trained for seal", pair_id, "tiny-pair")
+    evaluate = sealkit(
+        "eval", tiny_image_seal, "--adapter", trained["adapter"], "--data", data["val"],
+        "--image-col", "image", "--label-col", "label", "--key", keys["key"],
+    )  # fmt: skip
+    assert assert_one_line_error(evaluate, AdapterMismatchError.exit_code, pair_id) == line
+
+
+def test_a_missing_train_file_is_a_one_line_data_error(tiny_pair_seal, keys, tmp_path):
+    missing = tmp_path / "missing.csv"
+    result = sealkit(
+        "adapt", tiny_pair_seal, "--method", "output", "--train", missing, "--image-col", "image",
+        "--label-col", "label", "--out", tmp_path / "x.adapter", "--key", keys["key"],
+    )  # fmt: skip
+    assert_one_line_error(result, DataError.exit_code, str(missing), "no such file")
+    assert not (tmp_path / "x.adapter").exists()
+
+
+def test_resume_without_a_checkpoint_is_a_one_line_checkpoint_error(tiny_pair_seal, keys, data, tmp_path):
+    result = sealkit(
+        "adapt", tiny_pair_seal, "--method", "output", "--train", data["train"], "--val", data["val"],
+        "--image-col", "image", "--label-col", "label", "--steps", 2, "--out", tmp_path / "x.adapter",
+        "--resume", "--key", keys["key"],
+    )  # fmt: skip
+    assert_one_line_error(result, CheckpointError.exit_code, "no checkpoint", "without --resume")
