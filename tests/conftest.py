@@ -63,3 +63,25 @@ def tiny_text_seal(tmp_path_factory, keys) -> Path:
 def tiny_pair_seal(tmp_path_factory, keys) -> Path:
     """export/tiny_pair.py (image + text towers), light exposure, encrypted and signed."""
     return _export(tmp_path_factory, "tiny_pair.py", keys, "light")
+
+
+# Opened seals (one onnxruntime thread: tests run beside torch, and two thread pools on two cores thrash).
+@pytest.fixture(scope="module")
+def image_seal(tiny_image_seal, key_bytes):
+    from sealkit.runtime.seal import open_seal
+
+    return open_seal(tiny_image_seal, key=key_bytes, threads=1)
+
+
+@pytest.fixture(scope="module")
+def text_seal(tiny_text_seal, key_bytes):
+    from sealkit.runtime.seal import open_seal
+
+    return open_seal(tiny_text_seal, key=key_bytes, threads=1)
+
+
+@pytest.fixture(scope="module")
+def pair_seal(tiny_pair_seal, key_bytes):
+    from sealkit.runtime.seal import open_seal
+
+    return open_seal(tiny_pair_seal, key=key_bytes, threads=1)

@@ -45,11 +45,6 @@ def dark_seal(tmp_path_factory, key_bytes):
 
 
 @pytest.fixture(scope="module")
-def pair_seal(tiny_pair_seal, key_bytes):
-    return open_seal(tiny_pair_seal, key=key_bytes, threads=1)
-
-
-@pytest.fixture(scope="module")
 def colours():
     return permuted_colour_dataset(2, seed=1)
 

@@ -29,16 +29,6 @@ def _single_thread():
 
 
 @pytest.fixture(scope="module")
-def pair_seal(tiny_pair_seal, key_bytes):
-    return open_seal(tiny_pair_seal, key=key_bytes, threads=1)
-
-
-@pytest.fixture(scope="module")
-def image_seal(tiny_image_seal, key_bytes):
-    return open_seal(tiny_image_seal, key=key_bytes, threads=1)
-
-
-@pytest.fixture(scope="module")
 def colours():
     return permuted_colour_dataset(4, seed=1), permuted_colour_dataset(4, seed=2)
 

@@ -10,7 +10,6 @@ import torch
 
 from sealkit.adapters.file import read_adapter_file
 from sealkit.errors import CheckpointError
-from sealkit.runtime.seal import open_seal
 from sealkit.train.api import adapt
 from sealkit.train.loop import TrainConfig
 from sealkit.train.tasks import ClassifyTask
@@ -24,11 +23,6 @@ CONFIG = TrainConfig(steps=STEPS, batch=8, lr=1e-2, seed=3, eval_every=4)
 def _single_thread():
     with one_torch_thread():
         yield
-
-
-@pytest.fixture(scope="module")
-def pair_seal(tiny_pair_seal, key_bytes):
-    return open_seal(tiny_pair_seal, key=key_bytes, threads=1)
 
 
 @pytest.fixture(scope="module")

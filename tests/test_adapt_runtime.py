@@ -13,7 +13,6 @@ from sealkit.adapters.file import read_adapter_file
 from sealkit.adapters.modules import AdapterConfig
 from sealkit.adapters.saving import CLASS_EMBEDDINGS, load_adapter
 from sealkit.errors import AdapterMismatchError
-from sealkit.runtime.seal import open_seal
 from sealkit.runtime.task import TaskRuntime
 from sealkit.train.api import adapt
 from sealkit.train.loop import TrainConfig
@@ -27,11 +26,6 @@ CONFIG = TrainConfig(steps=8, batch=12, lr=2e-2, seed=0)
 def _single_thread():
     with one_torch_thread():
         yield
-
-
-@pytest.fixture(scope="module")
-def pair_seal(tiny_pair_seal, key_bytes):
-    return open_seal(tiny_pair_seal, key=key_bytes, threads=1)
 
 
 @pytest.fixture(scope="module")

@@ -21,16 +21,6 @@ EXPORT = Path(__file__).resolve().parent.parent / "export"
 
 
 @pytest.fixture(scope="module")
-def image_seal(tiny_image_seal, key_bytes):
-    return open_seal(tiny_image_seal, key=key_bytes)
-
-
-@pytest.fixture(scope="module")
-def text_seal(tiny_text_seal, key_bytes):
-    return open_seal(tiny_text_seal, key=key_bytes)
-
-
-@pytest.fixture(scope="module")
 def text_recipe():
     return load_recipe(EXPORT / "tiny_text.py")
 

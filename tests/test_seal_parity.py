@@ -39,16 +39,6 @@ def text_recipe() -> Recipe:
     return load_recipe(EXPORT / "tiny_text.py")
 
 
-@pytest.fixture(scope="module")
-def image_seal(tiny_image_seal, key_bytes):
-    return open_seal(tiny_image_seal, key=key_bytes)
-
-
-@pytest.fixture(scope="module")
-def text_seal(tiny_text_seal, key_bytes):
-    return open_seal(tiny_text_seal, key=key_bytes)
-
-
 class SmallConvNet(nn.Module):
     """pixels [batch, 3, 10, 10] -> [batch, 6]: a strided conv, a depthwise conv, pooling and a head."""
 

@@ -17,7 +17,7 @@ import typer
 from rich.table import Table
 
 from sealkit.cli.common import KeyOption, app, console, read_key_bytes
-from sealkit.data.dataset import Dataset, Example
+from sealkit.data.dataset import Dataset
 from sealkit.errors import DataError, SealkitError
 from sealkit.fileio import atomic_write_json
 
