@@ -208,7 +208,9 @@ def run_method(task: str, method: str, seal, recipe_loader, data, args, workdir:
         method_cfg = AdapterConfig(method="output", output_hidden=args.output_hidden, shared_dim=args.shared_dim)
         label = method
     else:
-        method_cfg = AdapterConfig(method=method, output_hidden=args.output_hidden, shared_dim=args.shared_dim, text_prompts=args.text_prompts)
+        method_cfg = AdapterConfig(
+            method=method, output_hidden=args.output_hidden, shared_dim=args.shared_dim, text_prompts=args.text_prompts, image_width=args.image_width
+        )
         label = method
     task_cls = {"classify": ClassifyTask, "retrieve": RetrieveTask}[kind]
     if method in ("lora", "full"):
@@ -283,6 +285,7 @@ def main() -> None:
     parser.add_argument("--output-hidden", type=int, default=-1, help="-1: sealkit's default size")
     parser.add_argument("--shared-dim", type=int, default=128)
     parser.add_argument("--text-prompts", type=int, default=0)
+    parser.add_argument("--image-width", type=int, default=16, help="hidden channels of the image input adapter")
     parser.add_argument("--image-size", type=int, default=96)
     parser.add_argument("--train", type=int, default=2000)
     parser.add_argument("--val", type=int, default=400)

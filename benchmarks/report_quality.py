@@ -1,7 +1,7 @@
 """Turn benchmarks/quality.py's JSON into the markdown table and bar chart used by docs/results.md.
 
   .venv/bin/python benchmarks/report_quality.py benchmarks/results/quality.json \
-      --table docs/results_table.md --chart docs/quality.png
+      --table docs/results_table.md --summary docs/results_summary.md --chart docs/quality.png
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ METHOD_ORDER = ["zero-shot", "output", "dga", "lga", "lora", "full"]
 # Fashion-MNIST has 10 distinct captions, so its recall@5/@10 saturate: judge it by image->text R@1
 MAIN_OVERRIDE = {"fashion": "image->text R@1"}
 TASK_TITLES = {
-    "fashion": "Fashion-MNIST image-text (mean recall; EfficientNet-Lite0 + MiniLM)",
+    "fashion": "Fashion-MNIST image-text (image->text R@1; EfficientNet-Lite0 + MiniLM)",
     "rt-retrieval": "Rotten Tomatoes review -> plot (mean recall @1/10/50; MiniLM)",
     "rt-sentiment": "Rotten Tomatoes fresh/rotten (accuracy; MiniLM)",
     "mnist": "MNIST 5k digits (accuracy; EfficientNet-Lite0)",
@@ -56,6 +56,22 @@ def table(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def summary(results: dict) -> str:
+    """One row per task, one column per method: the task's main metric on the test split."""
+    methods = [m for m in METHOD_ORDER if any(m in runs for runs in results["runs"].values())]
+    lines = ["| task (metric) | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
+    for task, runs in results["runs"].items():
+        main = MAIN_OVERRIDE.get(task, next(iter(runs.values()))["main_metric"])
+        cells = []
+        for m in methods:
+            value = f"{runs[m]['metrics'][main]:.3f}" if m in runs else "-"
+            if m == "zero-shot" and "probe" in runs.get(m, {}).get("note", ""):
+                value += " (probe)"
+            cells.append(value)
+        lines.append(f"| {task} ({main}) | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def chart(results: dict, path: Path) -> None:
     import matplotlib
 
@@ -70,7 +86,8 @@ def chart(results: dict, path: Path) -> None:
         methods = [m for m in METHOD_ORDER if m in runs]
         main = MAIN_OVERRIDE.get(task, runs[methods[0]]["main_metric"])
         values = [runs[m]["metrics"][main] for m in methods]
-        ax.bar(methods, values, color=[colors[m] for m in methods])
+        labels = ["probe" if m == "zero-shot" and "probe" in runs[m].get("note", "") else m for m in methods]
+        ax.bar(labels, values, color=[colors[m] for m in methods])
         for i, v in enumerate(values):
             ax.text(i, v + 0.01, f"{v:.2f}", ha="center", fontsize=8)
         ax.set_title(TASK_TITLES.get(task, task).split(" (")[0], fontsize=9)
@@ -88,11 +105,13 @@ def main() -> None:
     parser.add_argument("results", type=Path)
     parser.add_argument("--table", type=Path, default=Path("docs/results_table.md"))
     parser.add_argument("--chart", type=Path, default=Path("docs/quality.png"))
+    parser.add_argument("--summary", type=Path, default=Path("docs/results_summary.md"))
     args = parser.parse_args()
     results = json.loads(args.results.read_text())
     args.table.write_text(table(results))
+    args.summary.write_text(summary(results))
     chart(results, args.chart)
-    print(f"wrote {args.table} and {args.chart}")
+    print(f"wrote {args.table}, {args.summary} and {args.chart}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The hyperparameter variations tried for dga and lga (docs/results.md, "What we tried").
+# Every choice is made on the validation split; each JSON also holds the test metrics of that run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+run() { name=$1; shift; .venv/bin/python benchmarks/quality.py --quiet --methods dga,lga --out "benchmarks/results/sweep/$name.json" "$@"; }
+run sentiment-lr5e-4   --tasks rt-sentiment --lr 5e-4
+run sentiment-lr1e-2   --tasks rt-sentiment --lr 1e-2
+run sentiment-prompts4 --tasks rt-sentiment --text-prompts 4
+run sentiment-400steps --tasks rt-sentiment --steps 400
+run mnist-lr1e-2       --tasks mnist --lr 1e-2
+run mnist-width64      --tasks mnist --image-width 64
+run mnist-400steps     --tasks mnist --steps 400
