@@ -3,7 +3,13 @@
 # Every choice is made on the validation split; each JSON also holds the test metrics of that run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-run() { name=$1; shift; .venv/bin/python benchmarks/quality.py --quiet --methods dga,lga --out "benchmarks/results/sweep/$name.json" "$@"; }
+# A run whose JSON already exists is skipped (delete it, or set FORCE=1, to run it again).
+run() {
+  name=$1; shift
+  out="benchmarks/results/sweep/$name.json"
+  if [[ -f "$out" && -z "${FORCE:-}" ]]; then echo "skip $name (exists)"; return; fi
+  .venv/bin/python benchmarks/quality.py --quiet --methods dga,lga --out "$out" "$@"
+}
 run sentiment-lr5e-4   --tasks rt-sentiment --lr 5e-4
 run sentiment-lr1e-2   --tasks rt-sentiment --lr 1e-2
 run sentiment-prompts4 --tasks rt-sentiment --text-prompts 4
