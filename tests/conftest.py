@@ -65,6 +65,16 @@ def tiny_pair_seal(tmp_path_factory, keys) -> Path:
     return _export(tmp_path_factory, "tiny_pair.py", keys, "light")
 
 
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """Train single-threaded for a whole test module (tests/synthetic.py says why); modules opt in
+    with `pytestmark = pytest.mark.usefixtures("torch_one_thread")`."""
+    from synthetic import one_torch_thread
+
+    with one_torch_thread():
+        yield
+
+
 # Opened seals (one onnxruntime thread: tests run beside torch, and two thread pools on two cores thrash).
 @pytest.fixture(scope="module")
 def image_seal(tiny_image_seal, key_bytes):

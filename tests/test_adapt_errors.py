@@ -25,15 +25,12 @@ from sealkit.runtime.seal import open_seal
 from sealkit.runtime.task import TaskRuntime
 from sealkit.train.api import adapt, evaluate
 from sealkit.train.loop import TrainConfig
-from synthetic import gated_recipe, one_torch_thread, permuted_colour_dataset, write_png_table
+from synthetic import gated_recipe, permuted_colour_dataset, write_png_table
 
 QUICK = TrainConfig(steps=2, batch=6, lr=1e-2, seed=0)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _single_thread():
-    with one_torch_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -16,16 +16,13 @@ from sealkit.compile.export import export_seal
 from sealkit.runtime.seal import open_seal
 from sealkit.train.api import adapt
 from sealkit.train.loop import TrainConfig
-from synthetic import gated_recipe, one_torch_thread, permuted_colour_dataset, permuted_text_pairs
+from synthetic import gated_recipe, permuted_colour_dataset, permuted_text_pairs
 
 METHODS = ["output", "dga", "lga"]
 MARGIN = 0.3
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _single_thread():
-    with one_torch_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -13,16 +13,13 @@ from sealkit.errors import CheckpointError
 from sealkit.train.api import adapt
 from sealkit.train.loop import TrainConfig
 from sealkit.train.tasks import ClassifyTask
-from synthetic import one_torch_thread, permuted_colour_dataset
+from synthetic import permuted_colour_dataset
 
 STEPS, INTERRUPT_AT = 12, 6
 CONFIG = TrainConfig(steps=STEPS, batch=8, lr=1e-2, seed=3, eval_every=4)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _single_thread():
-    with one_torch_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ the adapter file is small, self-describing and bound to its seal.
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
@@ -12,20 +11,18 @@ import sealkit
 from sealkit.adapters.file import read_adapter_file
 from sealkit.adapters.modules import AdapterConfig
 from sealkit.adapters.saving import CLASS_EMBEDDINGS, load_adapter
+from sealkit.compile.check import relative_error
 from sealkit.errors import AdapterMismatchError
 from sealkit.runtime.task import TaskRuntime
 from sealkit.train.api import adapt
 from sealkit.train.loop import TrainConfig
 from sealkit.train.tasks import make_task
-from synthetic import NAMES, one_torch_thread, permuted_colour_dataset, permuted_colour_texts
+from synthetic import NAMES, permuted_colour_dataset, permuted_colour_texts
 
 CONFIG = TrainConfig(steps=8, batch=12, lr=2e-2, seed=0)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _single_thread():
-    with one_torch_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -46,10 +43,6 @@ def text_adapter(pair_seal, tmp_path_factory):
     return out
 
 
-def _rel(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
-
-
 def _torch_side(seal, adapter, items):
     """Embeddings, class logits and labels from the torch pack rebuilt from the adapter file."""
     pack, _ = load_adapter(adapter, seal)
@@ -67,8 +60,8 @@ def _check_parity(seal, adapter, items, modality):
     runtime = TaskRuntime(seal, adapter)
     got = runtime.embed(items, modality)
     assert got.shape == expected.shape
-    assert _rel(got, expected) < 1e-5
-    assert _rel(runtime.class_logits(got), expected_logits) < 1e-5
+    assert relative_error(got, expected) < 1e-5
+    assert relative_error(runtime.class_logits(got), expected_logits) < 1e-5
     predictions = runtime.classify(items, modality, top_k=2)
     assert [p[0].label for p in predictions] == expected_labels
     assert all(len(p) == 2 and p[0].score >= p[1].score for p in predictions)
@@ -95,7 +88,7 @@ def test_the_numpy_runtime_reproduces_a_text_lga_adapter_with_prompt_tokens(pair
     task = make_task(pair_seal, pack.task)
     with torch.no_grad():
         classes = task.class_embeddings(pack).numpy()
-    assert _rel(runtime.t[CLASS_EMBEDDINGS], classes) < 1e-5
+    assert relative_error(runtime.t[CLASS_EMBEDDINGS], classes) < 1e-5
 
 
 def test_the_runtime_refuses_inputs_of_the_other_modality(pair_seal, text_adapter):

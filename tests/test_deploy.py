@@ -1,7 +1,7 @@
 """Deployment: many tasks on one backbone, torch-free, with adapters for other seals refused.
 
-The no-torch checks run in a fresh interpreter (this test process has torch loaded for training):
-a meta-path hook records where torch would first be imported, and sys.modules is checked at the end.
+The no-torch check runs in a fresh interpreter through the harness in tests/no_torch.py (this test
+process has torch loaded for training).
 """
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
+from no_torch import assert_ok, run_without_torch
 
 from sealkit.adapters.file import read_adapter_file, write_adapter_file
 from sealkit.errors import AdapterError, AdapterMismatchError
@@ -22,21 +22,6 @@ from sealkit.serve.registry import Registry
 
 ROOT = Path(__file__).resolve().parent.parent
 TEXTS = ["a red cat", "the big blue ship", "green"]
-
-WATCH_TORCH = """
-import sys, traceback
-_torch_import = []
-class _WatchTorch:
-    def find_spec(self, name, path=None, target=None):
-        if (name == "torch" or name.startswith("torch.")) and not _torch_import:
-            _torch_import.append("".join(traceback.format_stack(limit=15)))
-        return None
-sys.meta_path.insert(0, _WatchTorch())
-"""
-CHECK = """
-assert "torch" not in sys.modules, "torch was imported on the deployment path:\\n" + "".join(_torch_import)
-print("NO-TORCH-OK")
-"""
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +51,7 @@ def test_loading_tasks_predicting_and_serving_import_no_torch(tiny_text_seal, ke
     folder = tmp_path / "adapters"
     shutil.copytree(adapter_dir, folder)
     alien_copy(folder / "words.adapter", folder / "alien.adapter")
-    body = textwrap.dedent(
-        """
+    body = """
         import contextlib, io, runpy
         seal_path, folder, key = sys.argv[1:4]
 
@@ -108,11 +92,7 @@ def test_loading_tasks_predicting_and_serving_import_no_torch(tiny_text_seal, ke
             assert client.get("/tasks").json()["refused"]["alien.adapter"]
             assert client.get("/openapi.json").status_code == 200
         """
-    )
-    code = WATCH_TORCH + body + CHECK
-    result = subprocess.run([sys.executable, "-c", code, str(tiny_text_seal), str(folder), str(keys["key"])], cwd=ROOT, capture_output=True, text=True, timeout=180)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip().endswith("NO-TORCH-OK"), result.stdout[-2000:]
+    assert_ok(run_without_torch(body, str(tiny_text_seal), str(folder), str(keys["key"]), timeout=180))
 
 
 def test_n_tasks_share_one_backbone_and_its_sessions(tiny_text_seal, key_bytes, adapter_dir):

@@ -1,44 +1,13 @@
 """A device runs seals without torch: the runtime, the container and the CLI never import it.
 
 Each check runs in a fresh interpreter, because the test process itself has torch loaded already.
-A meta-path hook records where torch was first imported from, and sys.modules is checked at the end.
+The harness (tests/no_torch.py) records where torch was first imported from and checks sys.modules.
 """
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
-
 import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
-
-WATCH_TORCH = """
-import sys, traceback
-_torch_import = []
-class _WatchTorch:
-    def find_spec(self, name, path=None, target=None):
-        if (name == "torch" or name.startswith("torch.")) and not _torch_import:
-            _torch_import.append("".join(traceback.format_stack(limit=15)))
-        return None  # only watch: an optional `import torch` in a dependency must still be seen
-sys.meta_path.insert(0, _WatchTorch())
-"""
-CHECK = """
-assert "torch" not in sys.modules, "torch was imported on the device path:\\n" + "".join(_torch_import)
-print("NO-TORCH-OK")
-"""
-
-
-def run_without_torch(body: str, *args: str) -> subprocess.CompletedProcess:
-    code = WATCH_TORCH + textwrap.dedent(body) + CHECK
-    return subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
-
-
-def assert_ok(result: subprocess.CompletedProcess) -> None:
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip().endswith("NO-TORCH-OK"), result.stdout[-2000:]
+from no_torch import assert_ok, run_without_torch
 
 
 def test_the_harness_catches_an_import_of_torch():

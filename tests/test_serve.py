@@ -89,11 +89,6 @@ def adapters(tmp_path_factory, tiny_text_seal, tiny_image_seal, key_bytes) -> di
 
 
 @pytest.fixture(scope="module")
-def text_seal(tiny_text_seal, key_bytes):
-    return open_seal(tiny_text_seal, key=key_bytes)
-
-
-@pytest.fixture(scope="module")
 def runtimes(text_seal, adapters) -> dict[str, TaskRuntime]:
     """The reference: each task on the plain torch-free runtime, one request at a time."""
     return {name: TaskRuntime(text_seal, adapters[name], name=name) for name in ("words", "words-prompts", "words-lga", "pairs")}
