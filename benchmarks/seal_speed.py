@@ -274,13 +274,6 @@ def _timed(fn) -> tuple[float, float]:
     return seconds, other
 
 
-def rel_err(a, b) -> float:
-    import numpy as np
-
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-30))
-
-
 def ensure_seal(name: str, seal_dir: Path, key: bytes, log) -> Path:
     from sealkit.compile.export import export_seal
     from sealkit.compile.recipe import load_recipe
@@ -320,9 +313,9 @@ def graph_weight_bytes(seal, tower_name: str) -> int:
 
 
 def bench_recipe(name: str, seal_path: Path, key: bytes, args, log) -> list[dict]:
-    import numpy as np
     import torch
 
+    from sealkit.compile.check import relative_error
     from sealkit.compile.recipe import load_recipe
     from sealkit.runtime.seal import open_seal
 
@@ -357,9 +350,9 @@ def bench_recipe(name: str, seal_path: Path, key: bytes, args, log) -> list[dict
         for mode, t in towers.items():
             v = t.vjp(inputs, cotangent)
             check[mode] = {
-                "forward_rel_err": rel_err(t.forward(inputs), ref_out),
-                "vjp_output_rel_err": rel_err(v.output, ref_vjp_out.numpy()),
-                "vjp_grad_rel_err": max(rel_err(v.input_grads[n], g.numpy()) for n, g in zip(diff_names, ref_grads)),
+                "forward_rel_err": relative_error(t.forward(inputs), ref_out),
+                "vjp_output_rel_err": relative_error(v.output, ref_vjp_out.numpy()),
+                "vjp_grad_rel_err": max(relative_error(v.input_grads[n], g.numpy()) for n, g in zip(diff_names, ref_grads)),
             }
         log(f"{name}/{tower.name}: agreement with torch {json.dumps(check)}")
 
