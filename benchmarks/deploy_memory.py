@@ -63,9 +63,9 @@ def _workload(runtime, seal) -> None:
     if modality == "text":
         items = TEXTS
     else:
-        size = seal.manifest.towers[runtime.task["query_tower"]].preprocessing["size"]
+        size = seal.manifest.towers[runtime.spec.query_tower].preprocessing["size"]
         items = [np.full((*size, 3), 40 * i, np.uint8) for i in range(len(TEXTS))]
-    if runtime.task["task"] == "classify":
+    if runtime.spec.task == "classify":
         runtime.classify(items, modality, top_k=1)
     else:
         runtime.embed(items, modality)
@@ -102,7 +102,7 @@ def child(mode: str, count: int, seal_path: str, key: str, folder: str, threads:
         registry = Registry(seal)
         for path in adapters[:count]:
             task = registry.load(path)
-            adapter_bytes += sum(int(v.nbytes) for v in task.runtime.t.values())
+            adapter_bytes += sum(int(v.nbytes) for v in task.runtime.tensors.values())
             _workload(task.runtime, seal)
         keep.append(registry)
     elif mode == "server":
@@ -111,7 +111,7 @@ def child(mode: str, count: int, seal_path: str, key: str, folder: str, threads:
         server = BackgroundServer(deployment).start()
         with httpx.Client(base_url=server.url, timeout=120) as client:
             for task in client.get("/tasks").json()["tasks"]:
-                adapter_bytes += sum(int(v.nbytes) for v in deployment.registry.get(task["name"]).runtime.t.values())
+                adapter_bytes += sum(int(v.nbytes) for v in deployment.registry.get(task["name"]).runtime.tensors.values())
                 op = "classify" if task["task"] == "classify" else "embed"
                 client.post(f"/tasks/{task['name']}/{op}", json={"texts": TEXTS}).raise_for_status()
         keep.append(server)
@@ -119,7 +119,7 @@ def child(mode: str, count: int, seal_path: str, key: str, folder: str, threads:
         for _ in range(count):
             seal = open_seal(seal_path, key=key, threads=threads)
             runtime = TaskRuntime(seal, adapters[0])
-            adapter_bytes += sum(int(v.nbytes) for v in runtime.t.values())
+            adapter_bytes += sum(int(v.nbytes) for v in runtime.tensors.values())
             _workload(runtime, seal)
             keep.append(runtime)
     rss = _rss()

@@ -36,17 +36,18 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from sealkit.adapters.modules import AdapterConfig  # noqa: E402
-from sealkit.adapters.pack import AdapterPack  # noqa: E402
-from sealkit.adapters.saving import save_adapter  # noqa: E402
+from sealkit.adapters.config import AdapterConfig  # noqa: E402
 from sealkit.compile.export import export_seal  # noqa: E402
 from sealkit.compile.recipe import load_recipe  # noqa: E402
 from sealkit.data import load_dataset  # noqa: E402
 from sealkit.data.dataset import Dataset  # noqa: E402
-from sealkit.runtime.inputs import image_inputs, text_inputs  # noqa: E402
+from sealkit.runtime.inputs import tower_inputs  # noqa: E402
 from sealkit.runtime.seal import open_seal  # noqa: E402
-from sealkit.train.loop import TrainConfig, fit  # noqa: E402
-from sealkit.train.tasks import ClassifyTask, RetrieveTask, build_task_spec, make_task  # noqa: E402
+from sealkit.train.config import TrainConfig  # noqa: E402
+from sealkit.train.loop import fit  # noqa: E402
+from sealkit.train.objectives import ClassifyObjective, RetrieveObjective, build_task_spec, make_objective  # noqa: E402
+from sealkit.train.pack import AdapterPack  # noqa: E402
+from sealkit.train.saving import save_adapter  # noqa: E402
 
 ACCESS = {
     "zero-shot": "outputs only",
@@ -174,11 +175,10 @@ def make_whitebox_task(base_cls):
             tower = self.seal.tower(tower_name)
             module = pack.whitebox[tower_name]
             if tower.spec.modality == "image":
-                features = module(torch.from_numpy(image_inputs(tower, items)))
+                features = module(torch.from_numpy(tower_inputs(tower, items).values))
             else:
-                batch = text_inputs(tower, items)
-                ids = torch.from_numpy(batch.input_ids)
-                features = module(pack.whitebox[tower_name + "_embed"](ids), torch.from_numpy(batch.attention_mask))
+                ids, mask = tower.text_encoder(items)
+                features = module(pack.whitebox[tower_name + "_embed"](torch.from_numpy(ids)), torch.from_numpy(mask))
             return pack.output(tower_name, features)
 
     return WhiteBox
@@ -197,9 +197,9 @@ def run_method(task: str, method: str, seal, recipe_loader, data, args, workdir:
     evaluate_kwargs = {"distractors": extra["distractors"]} if "distractors" in extra else {}
     t0 = time.perf_counter()
     if method == "zero-shot":
-        the_task = make_task(seal, spec, recall_ks)
-        if the_task.zero_shot_defined():
-            metrics = the_task.evaluate(None, test, **evaluate_kwargs)
+        objective = make_objective(seal, spec, recall_ks)
+        if objective.zero_shot_defined():
+            metrics = objective.evaluate(None, test, **evaluate_kwargs)
             return {"metrics": metrics, "trainable": 0, "ship_bytes": 0, "note": "frozen backbone"}
         # a linear probe on frozen features where zero-shot is undefined (a linear map per tower, no MLP)
         method_cfg = AdapterConfig(method="output", output_hidden=0, shared_dim=args.shared_dim)
@@ -212,19 +212,19 @@ def run_method(task: str, method: str, seal, recipe_loader, data, args, workdir:
             method=method, output_hidden=args.output_hidden, shared_dim=args.shared_dim, text_prompts=args.text_prompts, image_width=args.image_width
         )
         label = method
-    task_cls = {"classify": ClassifyTask, "retrieve": RetrieveTask}[kind]
+    task_cls = {"classify": ClassifyObjective, "retrieve": RetrieveObjective}[kind]
     if method in ("lora", "full"):
         recipe = recipe_loader()
-        the_task = make_whitebox_task(task_cls)(seal, spec, recall_ks) if kind == "retrieve" else make_whitebox_task(task_cls)(seal, spec)
+        objective = make_whitebox_task(task_cls)(seal, spec, recall_ks) if kind == "retrieve" else make_whitebox_task(task_cls)(seal, spec)
         pack = AdapterPack(seal, method_cfg, spec)
         pack.whitebox = whitebox_modules(recipe, method)
     else:
-        the_task = make_task(seal, spec, recall_ks)
+        objective = make_objective(seal, spec, recall_ks)
         pack = AdapterPack(seal, method_cfg, spec)
     lr = args.lr_whitebox if method == "full" else args.lr_lora if method == "lora" else args.lr
     config = TrainConfig(steps=args.steps, batch=args.batch, lr=lr, seed=args.seed, eval_every=max(1, args.steps // args.evals), checkpoint_every=10**9, max_eval=len(val))
     eval_seconds = [0.0]
-    original = the_task.evaluate
+    original = objective.evaluate
 
     def timed_evaluate(p, d, **kw):
         t = time.perf_counter()
@@ -233,14 +233,14 @@ def run_method(task: str, method: str, seal, recipe_loader, data, args, workdir:
         finally:
             eval_seconds[0] += time.perf_counter() - t
 
-    the_task.evaluate = timed_evaluate
-    result = fit(the_task, pack, train, val, config, workdir / f"{task}-{method}.ckpt", progress=not args.quiet)
+    objective.evaluate = timed_evaluate
+    result = fit(objective, pack, train, val, config, workdir / f"{task}-{method}.ckpt", progress=not args.quiet)
     train_seconds = result.seconds - eval_seconds[0]
     pack.eval()
     with torch.no_grad():
         metrics = original(pack, test, **evaluate_kwargs)
         if task == "fashion":
-            metrics.update(fashion_classification(the_task, pack, test))
+            metrics.update(fashion_classification(objective, pack, test))
     trainable = sum(p.numel() for p in pack.parameters() if p.requires_grad)
     if method in ("lora", "full"):
         shipped = sum(p.numel() * 4 for n, p in pack.named_parameters() if p.requires_grad)
@@ -261,12 +261,12 @@ def run_method(task: str, method: str, seal, recipe_loader, data, args, workdir:
     }
 
 
-def fashion_classification(the_task, pack, test: Dataset) -> dict[str, float]:
+def fashion_classification(objective, pack, test: Dataset) -> dict[str, float]:
     """Accuracy of classifying test images by their nearest class caption, with the retrieval adapters."""
     names = test.class_names or sorted({e.label for e in test.examples})
     captions = [f"a photo of a {n}." for n in names]
-    images = the_task.embed_all(pack, the_task.spec.query_tower, [e.image for e in test.examples])
-    texts = the_task.embed_all(pack, the_task.spec.key_tower, captions)
+    images = objective.embed_all(pack, objective.spec.query_tower, [e.image for e in test.examples])
+    texts = objective.embed_all(pack, objective.spec.key_tower, captions)
     predictions = (images @ texts.T).argmax(axis=1)
     labels = np.array([names.index(e.label) for e in test.examples])
     return {"classification accuracy": float(np.mean(predictions == labels))}

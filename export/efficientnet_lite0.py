@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from sealkit.compile.fold import fold_batchnorm
-from sealkit.compile.recipe import EntryPoint, InputSpec, Recipe, Tower
+from sealkit.compile.recipe import EntryPoint, InputSpec, Recipe, TowerRecipe
 
 FEATURES = 1280
 # TF-Lite EfficientNet-Lite expects (pixel - 127) / 128 on 0..255 pixels.
@@ -58,13 +58,13 @@ def conv_bn_pairs(net: nn.Module) -> list[tuple[str, str]]:
     return pairs
 
 
-def image_tower(image_size: int = 224) -> Tower:
+def image_tower(image_size: int = 224) -> TowerRecipe:
     model = load_model(image_size)
     # One set of conv weights shared by the forward and VJP graphs (see sealkit/compile/fold.py).
     fold_batchnorm(model, conv_bn_pairs(model))
     entry_points = [EntryPoint(f"net._blocks.{i}", kind="add", shape=(c, 1, 1)) for i, c in ENTRY_BLOCKS]
     entry_points.append(EntryPoint("net._bn1", kind="add", shape=(FEATURES, 1, 1)))
-    return Tower(
+    return TowerRecipe(
         name="image",
         modality="image",
         module=model,

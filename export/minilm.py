@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sealkit.compile.recipe import EntryPoint, InputSpec, Recipe, Tower
+from sealkit.compile.recipe import EntryPoint, InputSpec, Recipe, TowerRecipe
 
 HIDDEN = 384
 LAYERS = 6
@@ -146,11 +146,11 @@ def load_model() -> tuple[MiniLM, nn.Embedding]:
     return model.eval(), word.eval()
 
 
-def text_tower(max_length: int = 128, prompt_layers: tuple[int, ...] = (0, 2, 4), prompt_tokens: int = 4) -> Tower:
+def text_tower(max_length: int = 128, prompt_layers: tuple[int, ...] = (0, 2, 4), prompt_tokens: int = 4) -> TowerRecipe:
     model, word = load_model()
     entry_points = [EntryPoint(f"encoder.layer.{i}", kind="prompt", tokens=prompt_tokens) for i in prompt_layers]
     entry_points += [EntryPoint(f"encoder.layer.{i}.output", kind="add", shape=(HIDDEN,)) for i in (1, 3, 5)]
-    return Tower(
+    return TowerRecipe(
         name="text",
         modality="text",
         module=model,

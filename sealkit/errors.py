@@ -9,9 +9,17 @@ from __future__ import annotations
 
 
 class SealkitError(Exception):
-    """Base class of every expected sealkit failure."""
+    """Base class of every expected sealkit failure.
+
+    `topic` names what the user can change (e.g. "key", "column:text"); the library's message
+    speaks in API terms and the CLI adds the matching command-line hint (sealkit/cli/hints.py).
+    """
 
     exit_code = 1
+
+    def __init__(self, message: str = "", *, topic: str | None = None) -> None:
+        super().__init__(message)
+        self.topic = topic
 
 
 class SealFormatError(SealkitError):

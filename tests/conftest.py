@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-EXPORT = ROOT / "export"
+RECIPES = ROOT / "tests" / "recipes"  # small recipes for tests (the owner's real ones are in export/)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
@@ -38,7 +38,7 @@ def _export(tmp_path_factory, recipe_file: str, keys: dict[str, Path], exposure:
 
     out = tmp_path_factory.mktemp("seals") / f"{Path(recipe_file).stem}-{exposure}.seal"
     export_seal(
-        load_recipe(EXPORT / recipe_file),
+        load_recipe(RECIPES / recipe_file),
         out,
         key=read_key(keys["key"]) if encrypt else None,
         signing_key=read_signing_key(keys["sign_key"]),
@@ -49,19 +49,19 @@ def _export(tmp_path_factory, recipe_file: str, keys: dict[str, Path], exposure:
 
 @pytest.fixture(scope="session")
 def tiny_image_seal(tmp_path_factory, keys) -> Path:
-    """export/tiny_vit.py, light exposure (plain graphs plus entry-point graphs), encrypted and signed."""
+    """tests/recipes/tiny_vit.py, light exposure (plain graphs plus entry-point graphs), encrypted and signed."""
     return _export(tmp_path_factory, "tiny_vit.py", keys, "light")
 
 
 @pytest.fixture(scope="session")
 def tiny_text_seal(tmp_path_factory, keys) -> Path:
-    """export/tiny_text.py, light exposure, encrypted and signed."""
+    """tests/recipes/tiny_text.py, light exposure, encrypted and signed."""
     return _export(tmp_path_factory, "tiny_text.py", keys, "light")
 
 
 @pytest.fixture(scope="session")
 def tiny_pair_seal(tmp_path_factory, keys) -> Path:
-    """export/tiny_pair.py (image + text towers), light exposure, encrypted and signed."""
+    """tests/recipes/tiny_pair.py (image + text towers), light exposure, encrypted and signed."""
     return _export(tmp_path_factory, "tiny_pair.py", keys, "light")
 
 

@@ -4,7 +4,7 @@ The tiny test backbones are random networks, so "zero-shot" is whatever their ra
 to agree on. To make sure a task really needs adaptation, every builder here permutes the mapping
 between what an input looks like and what it is called: an image of class k is painted with the
 colour of class perm(k), and a query text is paired with the target of perm(k). Class names come
-from the tiny tokenizer's vocabulary (export/tiny_text.py), so none of them is an unknown token.
+from the tiny tokenizer's vocabulary (tests/recipes/tiny_text.py), so none of them is an unknown token.
 
 Everything is numpy and deterministic in its seed; images are HxWx3 uint8 arrays (or PNG files
 for the CLI tests).
@@ -149,7 +149,7 @@ def gated_recipe(threshold: float = 3.5, sharpness: float = 4.0, seed: int = 0):
     import torch.nn.functional as F
     from torch import nn
 
-    from sealkit.compile.recipe import EntryPoint, InputSpec, Recipe, Tower
+    from sealkit.compile.recipe import EntryPoint, InputSpec, Recipe, TowerRecipe
 
     class Gate(nn.Module):
         def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -171,7 +171,7 @@ def gated_recipe(threshold: float = 3.5, sharpness: float = 4.0, seed: int = 0):
 
     torch.manual_seed(seed)
     module = GatedTower().eval()
-    tower = Tower(
+    tower = TowerRecipe(
         name="image",
         modality="image",
         module=module,

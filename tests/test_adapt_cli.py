@@ -14,28 +14,8 @@ import pytest
 
 from sealkit.adapters.file import read_adapter_file
 from sealkit.errors import AdapterMismatchError, CheckpointError, DataError
+from cli_harness import assert_one_line_error, sealkit
 from synthetic import NAMES, permuted_colour_dataset, write_png_table
-
-SEALKIT = str(Path(sys.executable).with_name("sealkit"))
-
-
-def sealkit(*args: object, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", NO_COLOR="1", COLUMNS="200", OMP_NUM_THREADS="1")
-    env.pop("SEALKIT_KEY", None)
-    env.pop("SEALKIT_DEBUG", None)
-    return subprocess.run([SEALKIT, *map(str, args)], capture_output=True, text=True, env=env, timeout=timeout)
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess, exit_code: int, *phrases: str) -> str:
-    assert result.returncode == exit_code, (result.returncode, result.stdout, result.stderr)
-    assert "Traceback" not in result.stderr + result.stdout
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: "), lines[0]
-    for phrase in phrases:
-        assert phrase in lines[0], (phrase, lines[0])
-    return lines[0]
-
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> dict[str, Path]:
@@ -116,12 +96,12 @@ def test_an_adapter_for_another_seal_is_a_one_line_error(trained, tiny_pair_seal
     pair_id = read_adapter_file(trained["adapter"]).meta["seal_id"]
     image = sorted(data["root"].glob("val-*.png"))[0]
     predict = sealkit("predict", tiny_image_seal, image, "--adapter", trained["adapter"], "--key", keys["key"])
-    line = assert_one_line_error(predict, AdapterMismatchError.exit_code, "was trained for seal", pair_id, "tiny-pair")
+    line = assert_one_line_error(predict, AdapterMismatchError, "was trained for seal", pair_id, "tiny-pair")
     evaluate = sealkit(
         "eval", tiny_image_seal, "--adapter", trained["adapter"], "--data", data["val"],
         "--image-col", "image", "--label-col", "label", "--key", keys["key"],
     )  # fmt: skip
-    assert assert_one_line_error(evaluate, AdapterMismatchError.exit_code, pair_id) == line
+    assert assert_one_line_error(evaluate, AdapterMismatchError, pair_id) == line
 
 
 def test_a_missing_train_file_is_a_one_line_data_error(tiny_pair_seal, keys, tmp_path):
@@ -130,7 +110,7 @@ def test_a_missing_train_file_is_a_one_line_data_error(tiny_pair_seal, keys, tmp
         "adapt", tiny_pair_seal, "--method", "output", "--train", missing, "--image-col", "image",
         "--label-col", "label", "--out", tmp_path / "x.adapter", "--key", keys["key"],
     )  # fmt: skip
-    assert_one_line_error(result, DataError.exit_code, str(missing), "no such file")
+    assert_one_line_error(result, DataError, str(missing), "no such file")
     assert not (tmp_path / "x.adapter").exists()
 
 
@@ -140,4 +120,4 @@ def test_resume_without_a_checkpoint_is_a_one_line_checkpoint_error(tiny_pair_se
         "--image-col", "image", "--label-col", "label", "--steps", 2, "--out", tmp_path / "x.adapter",
         "--resume", "--key", keys["key"],
     )  # fmt: skip
-    assert_one_line_error(result, CheckpointError.exit_code, "no checkpoint", "without --resume")
+    assert_one_line_error(result, CheckpointError, "no checkpoint", "without --resume")

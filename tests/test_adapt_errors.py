@@ -15,8 +15,9 @@ import pytest
 from safetensors.numpy import save as save_safetensors
 
 from sealkit.adapters.file import read_adapter_file, write_adapter_file
-from sealkit.adapters.modules import AdapterConfig
-from sealkit.adapters.saving import load_adapter
+from sealkit.adapters.config import AdapterConfig
+from sealkit.cli.hints import with_hint
+from sealkit.train.saving import load_adapter
 from sealkit.compile.export import export_seal
 from sealkit.data import load_dataset
 from sealkit.data.dataset import Dataset, Example
@@ -63,9 +64,10 @@ def _quick(seal, train, out, method="output", task="classify", **kwargs):
 
 def test_lga_on_a_dark_seal_is_an_exposure_error_that_suggests_dga(dark_seal, colours, tmp_path):
     assert dark_seal.manifest.exposure == "dark"
-    with pytest.raises(ExposureError, match=r"lga needs entry points.*'gated' is dark.*expose none.*--method dga.*--exposure light") as info:
+    with pytest.raises(ExposureError, match=r"lga needs entry points.*'gated' is dark.*expose none.*use method dga.*light seal") as info:
         _quick(dark_seal, colours, tmp_path / "lga.adapter", method="lga")
-    assert "\n" not in str(info.value)
+    assert "\n" not in str(info.value) and "--" not in str(info.value)  # library messages name no CLI flags
+    assert "--method dga" in with_hint(info.value) and "--exposure light" in with_hint(info.value)  # the CLI adds them
     assert not (tmp_path / "lga.adapter").exists() and not (tmp_path / "lga.adapter.ckpt").exists()
 
 
@@ -116,13 +118,15 @@ def test_a_missing_column_is_a_data_error_listing_the_available_ones(colours, tm
 
 def test_classification_data_without_labels_is_a_data_error_naming_the_option(pair_seal, tmp_path):
     unlabeled = Dataset([Example(image=e.image) for e in permuted_colour_dataset(1, seed=3).examples], name="unlabeled")
-    with pytest.raises(DataError, match=r"classify: dataset 'unlabeled' has no label on 6 of 6 examples.*--label-col"):
+    with pytest.raises(DataError, match=r"classify: dataset 'unlabeled' has no label on 6 of 6 examples.*label column") as info:
         _quick(pair_seal, unlabeled, tmp_path / "x.adapter")
+    assert with_hint(info.value).endswith("(pass --label-col)")
 
 
 def test_retrieval_data_without_pairs_is_a_data_error(pair_seal, colours, tmp_path):
-    with pytest.raises(DataError, match=r"retrieval needs pairs.*--text-b-col"):
+    with pytest.raises(DataError, match=r"retrieval needs pairs.*text_b") as info:
         _quick(pair_seal, colours, tmp_path / "x.adapter", task="retrieve")
+    assert "--text-b-col" in with_hint(info.value)
 
 
 def test_an_unknown_label_is_a_data_error_naming_it(pair_seal, colours, dark_adapter, dark_seal, tmp_path):

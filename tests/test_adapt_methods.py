@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sealkit.adapters.saving import load_adapter
+from sealkit.train.saving import load_adapter
 from sealkit.compile.export import export_seal
 from sealkit.runtime.seal import open_seal
 from sealkit.train.api import adapt

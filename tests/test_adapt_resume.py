@@ -12,7 +12,7 @@ from sealkit.adapters.file import read_adapter_file
 from sealkit.errors import CheckpointError
 from sealkit.train.api import adapt
 from sealkit.train.loop import TrainConfig
-from sealkit.train.tasks import ClassifyTask
+from sealkit.train.objectives import ClassifyObjective
 from synthetic import permuted_colour_dataset
 
 STEPS, INTERRUPT_AT = 12, 6
@@ -41,7 +41,7 @@ def test_an_interrupted_and_resumed_run_matches_an_uninterrupted_one(pair_seal, 
     assert full.fit.steps_done == STEPS and not full.fit.interrupted
 
     # Same run, but Ctrl-C arrives while computing the loss of step INTERRUPT_AT (0-based).
-    original = ClassifyTask.loss
+    original = ClassifyObjective.loss
     calls = {"n": 0}
 
     def interrupting(self, pack, examples):
@@ -50,7 +50,7 @@ def test_an_interrupted_and_resumed_run_matches_an_uninterrupted_one(pair_seal, 
         calls["n"] += 1
         return original(self, pack, examples)
 
-    monkeypatch.setattr(ClassifyTask, "loss", interrupting)
+    monkeypatch.setattr(ClassifyObjective, "loss", interrupting)
     out = tmp_path / "run.adapter"
     part = _adapt(pair_seal, data, out)
     assert part.fit.interrupted and part.fit.steps_done == INTERRUPT_AT
@@ -59,7 +59,7 @@ def test_an_interrupted_and_resumed_run_matches_an_uninterrupted_one(pair_seal, 
     left = read_adapter_file(out).meta
     assert left["complete"] is False and left["best_step"] == 4
 
-    monkeypatch.setattr(ClassifyTask, "loss", original)
+    monkeypatch.setattr(ClassifyObjective, "loss", original)
     resumed = _adapt(pair_seal, data, out, resume=True)
     assert not resumed.fit.interrupted and resumed.fit.steps_done == STEPS
     assert read_adapter_file(out).meta["complete"] is True

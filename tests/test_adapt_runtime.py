@@ -9,14 +9,15 @@ import torch
 
 import sealkit
 from sealkit.adapters.file import read_adapter_file
-from sealkit.adapters.modules import AdapterConfig
-from sealkit.adapters.saving import CLASS_EMBEDDINGS, load_adapter
+from sealkit.adapters.config import AdapterConfig
+from sealkit.adapters.layout import CLASS_EMBEDDINGS
+from sealkit.train.saving import load_adapter
 from sealkit.compile.check import relative_error
 from sealkit.errors import AdapterMismatchError
 from sealkit.runtime.task import TaskRuntime
 from sealkit.train.api import adapt
 from sealkit.train.loop import TrainConfig
-from sealkit.train.tasks import make_task
+from sealkit.train.objectives import make_objective
 from synthetic import NAMES, permuted_colour_dataset, permuted_colour_texts
 
 CONFIG = TrainConfig(steps=8, batch=12, lr=2e-2, seed=0)
@@ -39,7 +40,7 @@ def text_adapter(pair_seal, tmp_path_factory):
     """A text classifier (text head) trained with lga and two learnable prompt tokens per text."""
     out = tmp_path_factory.mktemp("text") / "words.adapter"
     train, val = permuted_colour_texts(3, seed=1), permuted_colour_texts(2, seed=2)
-    adapt(pair_seal, train, val, out, method="lga", task="classify", config=CONFIG, adapter_config=AdapterConfig(text_prompts=2), progress=False)
+    adapt(pair_seal, train, val, out, task="classify", config=CONFIG, adapter_config=AdapterConfig(method="lga", text_prompts=2), progress=False)
     return out
 
 
@@ -47,7 +48,7 @@ def _torch_side(seal, adapter, items):
     """Embeddings, class logits and labels from the torch pack rebuilt from the adapter file."""
     pack, _ = load_adapter(adapter, seal)
     pack.eval()
-    task = make_task(seal, pack.task)
+    task = make_objective(seal, pack.task)
     with torch.no_grad():
         embeddings = task.embed(pack, pack.task.query_tower, items)
         logits = task.logits(pack, embeddings, task.class_embeddings(pack))
@@ -85,10 +86,10 @@ def test_the_numpy_runtime_reproduces_a_text_lga_adapter_with_prompt_tokens(pair
     assert float(adapters.input.up.weight.abs().max()) > 0
     assert any(float(p.abs().max()) > 0 for name, p in adapters.entries.items() if p.dim() == 1)  # the add delta moved
     # the runtime's class embeddings are the ones precomputed at save time; they match the pack's
-    task = make_task(pair_seal, pack.task)
+    task = make_objective(pair_seal, pack.task)
     with torch.no_grad():
         classes = task.class_embeddings(pack).numpy()
-    assert relative_error(runtime.t[CLASS_EMBEDDINGS], classes) < 1e-5
+    assert relative_error(runtime.tensors[CLASS_EMBEDDINGS], classes) < 1e-5
 
 
 def test_the_runtime_refuses_inputs_of_the_other_modality(pair_seal, text_adapter):

@@ -14,6 +14,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from cli_harness import assert_ok, assert_one_line_error, sealkit
 
 from sealkit.errors import (
     ExportError,
@@ -27,12 +28,12 @@ from sealkit.errors import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY_VIT = ROOT / "export" / "tiny_vit.py"
+TINY_VIT = ROOT / "tests" / "recipes" / "tiny_vit.py"
 
 BRANCHY_RECIPE = """
 import torch
 from torch import nn
-from sealkit.compile.recipe import InputSpec, Recipe, Tower
+from sealkit.compile.recipe import InputSpec, Recipe, TowerRecipe
 
 
 class Branchy(nn.Module):
@@ -47,7 +48,7 @@ class Branchy(nn.Module):
 
 
 def recipe():
-    tower = Tower(name="branchy_tower", modality="image", module=Branchy(),
+    tower = TowerRecipe(name="branchy_tower", modality="image", module=Branchy(),
                   inputs=[InputSpec("features", torch.randn(2, 8))], preprocessing={"kind": "image", "size": [1, 8]})
     return Recipe(name="branchy", towers=[tower])
 """
@@ -55,11 +56,11 @@ def recipe():
 PLAIN_RECIPE = """
 import torch
 from torch import nn
-from sealkit.compile.recipe import InputSpec, Recipe, Tower
+from sealkit.compile.recipe import InputSpec, Recipe, TowerRecipe
 
 
 def recipe():
-    tower = Tower(name="plain", modality="image", module=nn.Linear(8, 4),
+    tower = TowerRecipe(name="plain", modality="image", module=nn.Linear(8, 4),
                   inputs=[InputSpec("features", torch.randn(2, 8))], preprocessing={"kind": "image", "size": [1, 8]})
     return Recipe(name="plain", towers=[tower])
 """
@@ -67,31 +68,6 @@ def recipe():
 RAISING_RECIPE = """
 raise RuntimeError("the weights server is down")
 """
-
-
-def sealkit(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "SEALKIT_KEY", "SEALKIT_DEBUG", "TTY_COMPATIBLE")}
-    env["HF_HUB_OFFLINE"] = "1"
-    return subprocess.run(
-        [sys.executable, "-m", "sealkit", *map(str, args)], cwd=cwd or ROOT, env=env, capture_output=True, text=True, timeout=300
-    )
-
-
-def assert_ok(result: subprocess.CompletedProcess) -> None:
-    assert result.returncode == 0, f"exit {result.returncode}\nstdout: {result.stdout[-2000:]}\nstderr: {result.stderr[-3000:]}"
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess, family: type, *fragments: str) -> str:
-    """Exit with the family's code, one `error:` line on stderr, no traceback; returns the message."""
-    assert "Traceback" not in result.stderr + result.stdout, result.stderr[-3000:]
-    assert result.returncode == family.exit_code != 0, f"exit {result.returncode}, expected {family.__name__} ({family.exit_code}): {result.stderr[-2000:]}"
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, f"stderr has {len(lines)} lines:\n{result.stderr[-3000:]}"
-    assert lines[0].startswith("error: "), lines[0]
-    assert "\x1b[" not in lines[0], "colour codes written to a pipe"
-    for fragment in fragments:
-        assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

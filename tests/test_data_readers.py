@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from sealkit.data import Dataset, Example, load_dataset, read_idx, read_image_folder, read_table
-from sealkit.data.builtin import FASHION_MNIST_DIR
+from sealkit.corpora.packaged import FASHION_MNIST_DIR
 from sealkit.errors import DataError
 
 
@@ -171,7 +171,7 @@ def test_require_explains_what_is_missing():
         Dataset(examples=[], name="e").require("label", task="classify")
     ds = Dataset(examples=[Example(text="x", label="a"), Example(text="y")], name="d")
     ds.require("text", task="classify")
-    with pytest.raises(DataError, match=r"no label on 1 of 2 .*--label-col"):
+    with pytest.raises(DataError, match=r"no label on 1 of 2 .*label column"):
         ds.require("text", "label", task="classify")
 
 

@@ -17,12 +17,12 @@ from sealkit.runtime.seal import open_seal
 from sealkit.seal.container import write_seal
 from sealkit.seal.manifest import Manifest
 
-EXPORT = Path(__file__).resolve().parent.parent / "export"
+RECIPES = Path(__file__).resolve().parent / "recipes"
 
 
 @pytest.fixture(scope="module")
 def text_recipe():
-    return load_recipe(EXPORT / "tiny_text.py")
+    return load_recipe(RECIPES / "tiny_text.py")
 
 
 def pixels(batch: int = 2, seed: int = 0) -> np.ndarray:
@@ -155,7 +155,7 @@ def test_asking_for_an_absent_tower_or_an_image_embedding_is_a_sealkit_error(ima
 
 def test_weights_are_stored_once_in_the_seal_and_in_memory(tiny_image_seal, image_seal):
     parameters = image_seal.manifest.towers["image"].parameters
-    module = load_recipe(EXPORT / "tiny_vit.py").towers[0].module
+    module = load_recipe(RECIPES / "tiny_vit.py").towers[0].module
     assert parameters == sum(p.numel() for p in module.parameters())
     parameter_bytes = 4 * parameters
     # a light seal holds four graphs (forward, vjp and their entry-point variants) over one pool

@@ -17,10 +17,10 @@ from torch import nn
 
 from sealkit.compile.check import check_tower, relative_error
 from sealkit.compile.export import export_seal, tower_entry_module
-from sealkit.compile.recipe import EntryPoint, InputSpec, Recipe, Tower, load_recipe
+from sealkit.compile.recipe import EntryPoint, InputSpec, Recipe, TowerRecipe, load_recipe
 from sealkit.runtime.seal import open_seal
 
-EXPORT = Path(__file__).resolve().parent.parent / "export"
+RECIPES = Path(__file__).resolve().parent / "recipes"
 TOLERANCE = 1e-4
 BATCHES = (1, 3, 8)
 SEQUENCES = (2, 17)
@@ -31,12 +31,12 @@ SEQUENCES = (2, 17)
 
 @pytest.fixture(scope="module")
 def image_recipe() -> Recipe:
-    return load_recipe(EXPORT / "tiny_vit.py")
+    return load_recipe(RECIPES / "tiny_vit.py")
 
 
 @pytest.fixture(scope="module")
 def text_recipe() -> Recipe:
-    return load_recipe(EXPORT / "tiny_text.py")
+    return load_recipe(RECIPES / "tiny_text.py")
 
 
 class SmallConvNet(nn.Module):
@@ -62,7 +62,7 @@ def add_only_recipe() -> Recipe:
     return Recipe(
         name="small-convnet",
         towers=[
-            Tower(
+            TowerRecipe(
                 name="image",
                 modality="image",
                 module=module,

@@ -26,7 +26,7 @@ from sealkit.seal.crypto import write_keys
 from sealkit.seal.manifest import Manifest, canonical_json
 from sealkit.seal.obfuscate import WEIGHTS_BLOB
 
-EXPORT = Path(__file__).resolve().parent.parent / "export"
+RECIPES = Path(__file__).resolve().parent / "recipes"
 MAGIC = b"SEALKIT\x00"
 PREFIX = struct.Struct("<8sHI")
 GRAPH_KINDS = ("forward", "vjp", "forward_entries", "vjp_entries", "embed")
@@ -90,12 +90,12 @@ def contains_tensor(haystack: bytes, array: np.ndarray) -> dict[str, bool]:
 
 @pytest.fixture(scope="module")
 def image_recipe():
-    return load_recipe(EXPORT / "tiny_vit.py")
+    return load_recipe(RECIPES / "tiny_vit.py")
 
 
 @pytest.fixture(scope="module")
 def text_recipe():
-    return load_recipe(EXPORT / "tiny_text.py")
+    return load_recipe(RECIPES / "tiny_text.py")
 
 
 @pytest.fixture()
@@ -392,8 +392,8 @@ def secret_names(recipe_path: Path, recipe, manifest) -> set[str]:
 @pytest.mark.parametrize("which", ["image", "text"])
 def test_no_module_or_parameter_name_survives_in_graphs_or_manifest(which, tiny_image_seal, tiny_text_seal, image_recipe, text_recipe, key_bytes):
     path, recipe, recipe_file = {
-        "image": (tiny_image_seal, image_recipe, EXPORT / "tiny_vit.py"),
-        "text": (tiny_text_seal, text_recipe, EXPORT / "tiny_text.py"),
+        "image": (tiny_image_seal, image_recipe, RECIPES / "tiny_vit.py"),
+        "text": (tiny_text_seal, text_recipe, RECIPES / "tiny_text.py"),
     }[which]
     seal = open_seal(path, key=key_bytes)
     names = secret_names(recipe_file, recipe, seal.manifest)

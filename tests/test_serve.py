@@ -30,7 +30,8 @@ pytest.importorskip("uvicorn")
 
 from sealkit.adapters.file import read_adapter_file, write_adapter_file
 from sealkit.runtime.seal import open_seal
-from sealkit.runtime.task import TaskRuntime, normalise
+from sealkit.adapters.functional import normalise
+from sealkit.runtime.task import TaskRuntime
 from sealkit.serve.batcher import BackboneCall, Batcher
 from sealkit.serve.errors import QueueFullError
 from sealkit.serve.server import BackgroundServer, Deployment, ServeConfig
@@ -56,7 +57,7 @@ def b64(data: bytes) -> str:
 
 
 def _train(seal_path, key_bytes, out: Path, dataset, method: str, task: str, **adapter) -> Path:
-    from sealkit.adapters.modules import AdapterConfig
+    from sealkit.adapters.config import AdapterConfig
     from sealkit.train.api import adapt
     from sealkit.train.loop import TrainConfig
 
@@ -165,7 +166,7 @@ def test_classify_and_embed_equal_the_torch_free_runtime(client, runtimes, name)
         assert [p["label"] for p in row["predictions"]] == [p.label for p in preds]
         np.testing.assert_allclose([p["probability"] for p in row["predictions"]], [p.score for p in preds], atol=1e-5)
     embedded = client.post(f"/tasks/{name}/embed", json={"texts": QUERIES}).json()
-    np.testing.assert_allclose(np.array(embedded["embeddings"]), runtime.embed_texts(QUERIES), atol=1e-5)
+    np.testing.assert_allclose(np.array(embedded["embeddings"]), runtime.embed(QUERIES, "text"), atol=1e-5)
 
 
 def test_classify_equals_sealkit_predict(client, tiny_text_seal, keys, adapters):
@@ -194,7 +195,7 @@ def test_index_and_retrieve_rank_like_the_runtime(client, runtimes):
     got = client.post("/tasks/pairs/retrieve", json={"texts": queries, "top_k": 3})
     assert got.status_code == 200, got.text
     runtime = runtimes["pairs"]
-    scores = normalise(runtime.embed_texts(queries)) @ normalise(runtime.embed_texts(targets)).T
+    scores = normalise(runtime.embed(queries, "text")) @ normalise(runtime.embed(targets, "text")).T
     for row, result in zip(scores, got.json()["results"]):
         order = np.argsort(-row)[:3]
         assert [m["id"] for m in result["matches"]] == [ids[j] for j in order]
@@ -219,7 +220,7 @@ def test_image_inputs_as_base64_json_and_as_multipart_files_equal_the_runtime(im
         for row, preds in zip(response.json()["results"], want):
             assert [p["label"] for p in row["predictions"]] == [p.label for p in preds]
             np.testing.assert_allclose([p["probability"] for p in row["predictions"]], [p.score for p in preds], atol=1e-5)
-    np.testing.assert_allclose(data_url.json()["embeddings"][0], runtime.embed_images([Image.open(io.BytesIO(images[0]))])[0], atol=1e-5)
+    np.testing.assert_allclose(data_url.json()["embeddings"][0], runtime.embed([Image.open(io.BytesIO(images[0]))], "image")[0], atol=1e-5)
     assert garbage.status_code == 400 and "images[0]: not a readable image" in garbage.json()["error"]
     assert too_big.status_code == 413 and "2000x2000" in too_big.json()["error"]
     assert texts.status_code == 400 and "classifies images" in texts.json()["error"]
@@ -229,13 +230,12 @@ def test_image_inputs_as_base64_json_and_as_multipart_files_equal_the_runtime(im
 
 
 def _call(runtime: TaskRuntime, texts: list[str], owner) -> BackboneCall:
-    from sealkit.runtime.inputs import text_inputs, tower_feeds
+    from sealkit.runtime.inputs import tower_inputs
 
     tower = runtime.seal.tower("text")
-    batch = text_inputs(tower, texts)
-    embeddings, mask = runtime.text_input("text", batch.token_embeddings, batch.attention_mask)
+    feeds = runtime.adapt_inputs("text", tower_inputs(tower, texts)).feeds(tower)
     entries = runtime.entries("text")
-    return BackboneCall(tower, tower_feeds(tower, embeddings, mask), entries, owner=owner if entries else None)
+    return BackboneCall(tower, feeds, entries, owner=owner if entries else None)
 
 
 def test_batched_texts_of_different_lengths_and_tasks_equal_unbatched(runtimes):
@@ -286,7 +286,7 @@ def test_concurrent_requests_for_different_tasks_get_their_own_results(client, t
         name = ["words", "words-prompts", "words-lga", "pairs"][i % 4]
         texts = [QUERIES[j] for j in rng.choice(len(QUERIES), size=int(rng.integers(1, 4)), replace=False)]
         jobs.append((name, texts))
-    expected = [runtimes[name].embed_texts(texts) for name, texts in jobs]
+    expected = [runtimes[name].embed(texts, "text") for name, texts in jobs]
     before = text_server.deployment.batcher.snapshot()
 
     def send(job):

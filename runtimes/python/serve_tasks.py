@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         for modality, items in (("image", images), ("text", texts)):
             if not items or modality not in task.modalities:
                 continue
-            if runtime.task["task"] == "classify" and modality == runtime.query_modality:
+            if runtime.spec.task == "classify" and modality == runtime.query_modality:
                 for item, predictions in zip(items, runtime.classify(items, modality, top_k=args.top_k)):
                     labels = ", ".join(f"{p.label} {p.score:.2f}" for p in predictions)
                     print(f"{task.name}\t{item}\t{labels}")

@@ -22,6 +22,7 @@ from safetensors.numpy import load as load_numpy
 from safetensors.numpy import save as save_numpy
 
 from sealkit import __version__
+from sealkit.adapters.config import AdapterConfig, TaskSpec
 from sealkit.errors import AdapterError, AdapterMismatchError
 from sealkit.fileio import atomic_write_bytes
 
@@ -50,7 +51,23 @@ class AdapterFile:
 
     @property
     def seal_id(self) -> str:
-        return self.meta["seal_id"]
+        return str(self._field("seal_id", str))
+
+    @property
+    def config(self) -> AdapterConfig:
+        """The adapter's method and sizes, from its metadata."""
+        return AdapterConfig.from_dict(self._field("config", dict))
+
+    @property
+    def task(self) -> TaskSpec:
+        """The adapter's task (towers, fields, head, classes), from its metadata."""
+        return TaskSpec.from_dict(self._field("task", dict))
+
+    def _field(self, key: str, kind: type) -> Any:
+        value = self.meta.get(key)
+        if not isinstance(value, kind):
+            raise AdapterError(f"{self.path.name}: its metadata has no valid '{key}'; retrain it or copy it again")
+        return value
 
     def check_seal(self, seal_id: str) -> None:
         if self.seal_id != seal_id:
@@ -73,7 +90,7 @@ def read_adapter_file(path: str | Path, seal_id: str | None = None) -> AdapterFi
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise AdapterError(f"no adapter file at {path}; check the path (sealkit adapt --out writes one)") from None
+        raise AdapterError(f"no adapter file at {path}; check the path (adapt writes one)") from None
     except OSError as exc:
         raise AdapterError(f"cannot read adapter {path}: {exc.strerror or exc}") from None
     try:

@@ -12,14 +12,16 @@ import sys
 
 from sealkit.cli import adapt_commands, demo_command, seal_commands, serve_command  # noqa: F401  (register their commands)
 from sealkit.cli.common import app, err_console
+from sealkit.cli.hints import with_hint
 from sealkit.errors import SealkitError
+
 
 def main() -> None:
     """Entry point: run the Typer app, turning expected failures into one-line errors."""
     try:
         app()
     except SealkitError as exc:
-        err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/bold red] {with_hint(exc)}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err_console.print("interrupted", highlight=False)

@@ -79,7 +79,7 @@ def adapt(
     seal: Path = typer.Argument(..., help="The seal file."),
     method: str = typer.Option("dga", "--method", help="output: output adapter only (fastest); dga: + input adapters; lga: + entry points (light seals)."),
     task: str = typer.Option("classify", "--task", help="classify (labels) or retrieve (image-text or text-text pairs)."),
-    train: str = typer.Option(..., "--train", help="Training data: a folder, .csv/.tsv/.jsonl, an IDX file, or a built-in (fashion-mnist:train, mnist-5k, rotten-tomatoes:sentiment, rotten-tomatoes:review-plot)."),
+    train: str = typer.Option(..., "--train", help="Training data: a folder, .csv/.tsv/.jsonl, an IDX file, or a named dataset (fashion-mnist:train, mnist-5k, rotten-tomatoes:sentiment, rotten-tomatoes:review-plot)."),
     val: Optional[str] = typer.Option(None, "--val", help="Validation data; default: a seeded split of --train."),
     out: Path = typer.Option(..., "--out", help="The adapter file to write (TASK.adapter); the checkpoint goes to TASK.adapter.ckpt."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Training steps (default 200)."),
@@ -128,9 +128,9 @@ def adapt(
         raise DataError("the training set is empty after the validation split; give more data or --val")
 
     with console.status("loading torch ..."):
-        from sealkit.adapters.modules import AdapterConfig
+        from sealkit.adapters.config import AdapterConfig
         from sealkit.train.api import adapt as run_adapt
-        from sealkit.train.loop import TrainConfig
+        from sealkit.train.config import TrainConfig
 
     if steps is not None and epochs is not None:
         raise SealkitError("give --steps or --epochs, not both")
@@ -253,7 +253,7 @@ def predict(
         embeddings = runtime.embed(items, modality)
         if embed:
             results += [{"input": item, "embedding": [round(float(v), 6) for v in row]} for item, row in zip(items, embeddings)]
-        elif runtime.task["task"] == "classify":
+        elif runtime.spec.task == "classify":
             if modality != runtime.query_modality:
                 raise DataError(f"{adapter.name} classifies {runtime.query_modality}s; {items[0]!r} is {'an image' if modality == 'image' else 'a text'}")
             for item, preds in zip(items, runtime.classify_embeddings(embeddings, top_k)):
@@ -270,9 +270,9 @@ def predict(
                 order = row.argsort()[::-1][:top_k]
                 results.append({"input": item, "matches": [{"target": names[j], "score": round(float(row[j]), 4)} for j in order]})
     if as_json:
-        print(json.dumps({"task": runtime.task["task"], "adapter": str(adapter), "results": results}, indent=2))
+        print(json.dumps({"task": runtime.spec.task, "adapter": str(adapter), "results": results}, indent=2))
         return
-    table = Table(title=f"{adapter.name} ({runtime.task['task']}, {runtime.method})")
+    table = Table(title=f"{adapter.name} ({runtime.spec.task}, {runtime.method})")
     table.add_column("input", overflow="fold")
     table.add_column("result", overflow="fold")
     for r in results:

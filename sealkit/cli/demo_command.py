@@ -79,7 +79,7 @@ def demo(
     console.print(f"seal {seal.seal_id}: {seal_path.stat().st_size / 1e6:.0f} MB, exposure {seal.manifest.exposure}, nothing else about the model is visible")
 
     _step("4/5 device: adapt to Fashion-MNIST (class names as text prompts)")
-    from sealkit.adapters.modules import AdapterConfig
+    from sealkit.adapters.config import AdapterConfig
     from sealkit.train.api import adapt
     from sealkit.train.loop import TrainConfig
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from sealkit.compile.export import tower_entry_module
-from sealkit.compile.recipe import Recipe, Tower
+from sealkit.compile.recipe import Recipe, TowerRecipe
 from sealkit.errors import ParityError
 from sealkit.runtime.seal import Seal
 
@@ -43,7 +43,7 @@ def _vocab_size(embed: torch.nn.Module) -> int:
     return 5000
 
 
-def _random_inputs(tower: Tower, batch: int, sequence: int, generator: torch.Generator) -> list[torch.Tensor]:
+def _random_inputs(tower: TowerRecipe, batch: int, sequence: int, generator: torch.Generator) -> list[torch.Tensor]:
     values = []
     for spec in tower.inputs:
         shape = [batch if spec.dims.get(a) == "batch" else sequence if spec.dims.get(a) == "sequence" else s for a, s in enumerate(spec.example.shape)]
@@ -63,7 +63,7 @@ def _random_inputs(tower: Tower, batch: int, sequence: int, generator: torch.Gen
     return values
 
 
-def check_tower(seal: Seal, tower: Tower, batches=(1, 3, 8), sequences=(5, 17), with_entries: bool = True, seed: int = 0) -> list[ParityRow]:
+def check_tower(seal: Seal, tower: TowerRecipe, batches=(1, 3, 8), sequences=(5, 17), with_entries: bool = True, seed: int = 0) -> list[ParityRow]:
     """Compare the sealed tower against torch; returns one row per quantity and shape."""
     runtime = seal.tower(tower.name)
     exposure = seal.manifest.exposure if with_entries else "dark"

@@ -15,7 +15,7 @@ import torch
 from sealkit import __version__
 from sealkit.compile.entry_points import WithEntryPoints, entry_point_shape
 from sealkit.compile.graphs import export_forward, export_vjp
-from sealkit.compile.recipe import Recipe, Tower
+from sealkit.compile.recipe import Recipe, TowerRecipe
 from sealkit.errors import ExportError, RecipeError
 from sealkit.seal.container import write_seal
 from sealkit.seal.manifest import EXPOSURES, EntryPointSpec, Manifest, TensorSpec, TowerSpec
@@ -42,7 +42,7 @@ def _spec_shape(t: torch.Tensor, dims: dict[int, str]) -> tuple[int | str, ...]:
     return tuple(dims.get(axis, int(size)) for axis, size in enumerate(t.shape))
 
 
-def tower_entry_module(tower: Tower, exposure: str) -> tuple[torch.nn.Module, list[EntryPointSpec], list[torch.Tensor]]:
+def tower_entry_module(tower: TowerRecipe, exposure: str) -> tuple[torch.nn.Module, list[EntryPointSpec], list[torch.Tensor]]:
     """The module to export for `exposure`, its entry-point specs, and example entry tensors."""
     if exposure == "dark" or not tower.entry_points:
         return tower.module, [], []
@@ -55,7 +55,7 @@ def tower_entry_module(tower: Tower, exposure: str) -> tuple[torch.nn.Module, li
     return WithEntryPoints(tower.module, tower.entry_points, len(tower.inputs)), specs, examples
 
 
-def compile_tower(tower: Tower, exposure: str, pool: WeightPool, progress: Progress) -> tuple[TowerSpec, dict[str, bytes]]:
+def compile_tower(tower: TowerRecipe, exposure: str, pool: WeightPool, progress: Progress) -> tuple[TowerSpec, dict[str, bytes]]:
     """Compile one tower to its stripped graphs; returns its manifest entry and blobs."""
     tower.module.eval()
     inputs = tuple(spec.example for spec in tower.inputs)
@@ -149,7 +149,7 @@ def export_seal(
     if exposure not in EXPOSURES:
         raise ExportError(f"exposure must be one of {EXPOSURES}, got {exposure!r}")
     if exposure == "light" and not any(t.entry_points for t in recipe.towers):
-        raise ExportError(f"--exposure light needs entry points, but recipe '{recipe.name}' declares none; export with --exposure dark")
+        raise ExportError(f"exposure light needs entry points, but recipe '{recipe.name}' declares none; export with --exposure dark")
     started = time.perf_counter()
     pool = WeightPool()
     towers: dict[str, TowerSpec] = {}

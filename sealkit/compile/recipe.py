@@ -56,7 +56,7 @@ class EntryPoint:
 
 
 @dataclass
-class Tower:
+class TowerRecipe:
     """One encoder to seal.
 
     `module(*inputs, )` must return a [batch, dim] embedding. For a text tower, `embed` maps token
@@ -88,7 +88,7 @@ class Recipe:
     """
 
     name: str
-    towers: list[Tower]
+    towers: list[TowerRecipe]
     tolerance: float | None = None
 
 
@@ -103,7 +103,7 @@ def load_recipe(path: str | Path, **options: Any) -> Recipe:
         raise RecipeError(f"cannot import recipe {path}; it must be a Python file")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
-    # Recipes may import their neighbours (export/tiny_pair.py imports export/tiny_vit.py).
+    # Recipes may import their neighbours (export/clip_pair.py imports export/minilm.py).
     folder = str(path.resolve().parent)
     added = folder not in sys.path
     if added:
@@ -119,7 +119,7 @@ def load_recipe(path: str | Path, **options: Any) -> Recipe:
             sys.path.remove(folder)
     build = getattr(module, "recipe", None)
     if not callable(build):
-        raise RecipeError(f"recipe {path} has no function `recipe()`; see export/tiny_vit.py for the form")
+        raise RecipeError(f"recipe {path} has no function `recipe()`; see export/efficientnet_lite0.py for the form")
     accepted = inspect.signature(build).parameters
     unknown = [k for k in options if k not in accepted]
     if unknown:
@@ -134,7 +134,7 @@ def load_recipe(path: str | Path, **options: Any) -> Recipe:
 
 def validate_recipe(recipe: Recipe, where: str | Path = "recipe") -> None:
     if not isinstance(recipe, Recipe) or not recipe.towers:
-        raise RecipeError(f"{where}: recipe() must return a Recipe with at least one Tower")
+        raise RecipeError(f"{where}: recipe() must return a Recipe with at least one TowerRecipe")
     names = [t.name for t in recipe.towers]
     if len(set(names)) != len(names):
         raise RecipeError(f"{where}: tower names must be unique, got {names}")

@@ -1,9 +1,9 @@
-"""Datasets (image folders, tables, IDX, built-ins) and the preprocessing a seal's towers expect.
+"""Datasets (image folders, tables, IDX, named datasets from entry points) and the preprocessing a seal's towers expect.
 
 This package never imports torch: it is part of the torch-free inference path.
 """
 
-from sealkit.data.builtin import builtin_names, describe_builtins
+from sealkit.data.catalog import NamedDataset, dataset_names, describe_datasets
 from sealkit.data.dataset import Dataset, Example
 from sealkit.data.idx import read_idx
 from sealkit.data.images import IMAGE_EXTENSIONS, decode_image_bytes, image_file_problem, load_image, preprocess_images
@@ -15,9 +15,10 @@ __all__ = [
     "Example",
     "IMAGE_EXTENSIONS",
     "TextEncoder",
-    "builtin_names",
+    "NamedDataset",
+    "dataset_names",
     "decode_image_bytes",
-    "describe_builtins",
+    "describe_datasets",
     "image_file_problem",
     "load_dataset",
     "load_image",

@@ -14,13 +14,13 @@ from sealkit.errors import DataError
 
 FIELDS = ("image", "text", "text_b", "label", "group")
 
-# What to tell the user when a field is missing: the CLI option that fills it.
+# What to tell the user when a field is missing (the CLI adds the option that fills it).
 _FIELD_HINTS = {
-    "image": "name the image column with --image-col, or use an image folder or IDX file",
-    "text": "name the text column with --text-col",
-    "text_b": "name the second text column with --text-b-col",
-    "label": "name the label column with --label-col, or use a labeled source",
-    "group": "name the group column with --group-col",
+    "image": "name the table's image column, or use an image folder or IDX file",
+    "text": "name the table's text column",
+    "text_b": "name the table's second text column",
+    "label": "name the table's label column, or use a labeled source",
+    "group": "name the table's group column",
 }
 
 
@@ -122,7 +122,8 @@ class Dataset:
             if missing:
                 raise DataError(
                     f"{where} has no {name} on {len(missing)} of {len(self.examples)} examples "
-                    f"(first: #{missing[0]}); {_FIELD_HINTS[name]}"
+                    f"(first: #{missing[0]}); {_FIELD_HINTS[name]}",
+                    topic=f"column:{name}",
                 )
 
     # ----- seeded selection -----

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import IO, Any, Iterator
 
-from sealkit.data import builtin
+from sealkit.data import catalog
 from sealkit.data.dataset import Dataset, Example
 from sealkit.data.idx import read_idx
 from sealkit.data.images import image_file_problem
@@ -105,7 +105,7 @@ def read_table(
     columns = {"image": image_col, "text": text_col, "text_b": text_b_col, "label": label_col, "group": group_col}
     columns = {field: col for field, col in columns.items() if col is not None}
     if not columns:
-        raise DataError(f"{path}: no columns named; pass at least one of --image-col, --text-col, --label-col")
+        raise DataError(f"{path}: no columns named; name at least one of the image, text and label columns", topic="columns")
     fmt = table_format(path)
     if fmt is None:
         raise DataError(f"{path}: unknown table type; use .csv, .tsv or .jsonl (optionally .gz or .bz2)")
@@ -233,7 +233,7 @@ def load_dataset(
     on_bad: str = "skip",
     limit: int | None = None,
 ) -> Dataset:
-    """Read a dataset from a built-in name, an image folder, a table, or an IDX images file.
+    """Read a dataset from a named dataset (sealkit/data/catalog.py), an image folder, a table, or an IDX images file.
 
     `limit` keeps a seeded (seed 0), label-stratified subset of at most `limit` examples, so a quick
     run still sees every class even when the source is sorted by class.
@@ -241,16 +241,16 @@ def load_dataset(
     if limit is not None and limit < 1:
         raise DataError(f"limit must be at least 1, got {limit}")
     columns = {"image_col": image_col, "text_col": text_col, "text_b_col": text_b_col, "label_col": label_col, "group_col": group_col}
-    named = [f"--{k.replace('_', '-')}" for k, v in columns.items() if v is not None]
+    named = [k for k, v in columns.items() if v is not None]
 
-    if builtin.is_builtin(spec):
+    if catalog.is_named(spec):
         if named:
-            raise DataError(f"{spec} is a built-in dataset with fixed columns; drop {', '.join(named)}")
-        dataset = builtin.load_builtin(spec)
+            raise DataError(f"{spec} is a named dataset with fixed columns; drop {', '.join(named)}")
+        dataset = catalog.load_named(spec)
     else:
         path = Path(spec)
         if not path.exists():
-            raise DataError(f"{spec}: no such file or folder, and not a built-in dataset (built-ins: {', '.join(builtin.builtin_names())})")
+            raise DataError(f"{spec}: no such file or folder, and not a named dataset (named: {', '.join(catalog.dataset_names()) or 'none installed'})")
         if path.is_dir():
             if named:
                 raise DataError(f"{spec} is an image folder (labels are subfolder names); drop {', '.join(named)}")
@@ -262,7 +262,7 @@ def load_dataset(
                 raise DataError(f"{spec} is an IDX file (images and labels only); drop {', '.join(named)}")
             dataset = read_idx(path)
         else:
-            raise DataError(f"{spec}: unknown dataset type; use a folder, .csv/.tsv/.jsonl (.gz/.bz2), an IDX file or a built-in name")
+            raise DataError(f"{spec}: unknown dataset type; use a folder, .csv/.tsv/.jsonl (.gz/.bz2), an IDX file or a dataset name")
     if limit is not None:
         dataset = dataset.subset(limit, seed=0)
     return dataset

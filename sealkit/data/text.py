@@ -5,7 +5,6 @@ This module never imports torch: the same code tokenises for training and for in
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -46,19 +45,6 @@ class TextEncoder:
         except Exception as exc:  # tokenizers raises a plain Exception for malformed JSON
             raise DataError(f"the tokenizer JSON is not a valid `tokenizers` file ({str(exc)[:120]}); re-export the seal") from None
         return cls(tokenizer, max_length)
-
-    @classmethod
-    def from_file(cls, path: str | Path, max_length: int) -> TextEncoder:
-        """From a tokenizer.json file on disk."""
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise DataError(f"{path}: cannot read the tokenizer file ({exc}); check the path") from None
-        return cls.from_json(text, max_length)
-
-    @property
-    def vocab_size(self) -> int:
-        return self.tokenizer.get_vocab_size()
 
     def __call__(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """(input_ids, attention_mask), both int64 [N, L] with L = the longest text in tokens (<= max_length)."""

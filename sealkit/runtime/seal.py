@@ -19,6 +19,7 @@ import onnx
 import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as _ort_state
 
+from sealkit.data.text import TextEncoder
 from sealkit.errors import InputError, SealKeyError, SealkitError
 from sealkit.seal import crypto
 from sealkit.seal.container import SealFile, read_seal
@@ -94,6 +95,7 @@ class Tower:
         self.spec = spec
         self._seal = seal
         self._graphs: dict[str, _Graph] = {}
+        self._text_encoder: TextEncoder | None = None
         self._lock = threading.Lock()
 
     # --- graphs -------------------------------------------------------------------------------
@@ -118,6 +120,17 @@ class Tower:
     @property
     def entry_points(self):
         return self.spec.entry_points
+
+    @property
+    def text_encoder(self) -> TextEncoder:
+        """The seal's own tokenizer (text towers), read from the seal on first use."""
+        with self._lock:
+            if self._text_encoder is None:
+                if self.spec.modality != "text":
+                    raise SealkitError(f"tower '{self.name}' takes images, not text")
+                pre = self.spec.preprocessing
+                self._text_encoder = TextEncoder.from_json(self._seal.blob(pre["tokenizer"]).decode("utf-8"), int(pre.get("max_length", 128)))
+            return self._text_encoder
 
     @property
     def output_dim(self) -> int:
@@ -321,5 +334,5 @@ def open_seal(
         key_path = crypto.resolve_key_path(key)
         key_bytes = crypto.read_key(key_path) if key_path is not None else None
     if file.manifest.encrypted and key_bytes is None:
-        raise SealKeyError(f"{Path(path).name} is encrypted; pass --key DIR/seal.key or set {crypto.KEY_ENV} to the key file")
+        raise SealKeyError(f"{Path(path).name} is encrypted; give its key file, or set {crypto.KEY_ENV} to the key file", topic="key")
     return Seal(file, key_bytes, providers=providers, threads=threads, weights=weights)

@@ -84,7 +84,7 @@ class SealFile:
         if enc is None:
             return
         if key is None:
-            raise SealKeyError(f"{self.path.name} is encrypted; pass --key DIR/seal.key or set {crypto.KEY_ENV} to the key file")
+            raise SealKeyError(f"{self.path.name} is encrypted; give its key file, or set {crypto.KEY_ENV} to the key file", topic="key")
         if crypto.key_id(key) != enc.get("key_id"):
             raise SealKeyError(f"wrong key for {self.path.name}: it was encrypted with key {enc.get('key_id')}, the given key is {crypto.key_id(key)}")
 

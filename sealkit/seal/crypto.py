@@ -48,7 +48,7 @@ def read_key(path: str | Path) -> bytes:
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise SealKeyError(f"cannot read key file {path}: {exc.strerror or exc}; pass --key DIR/seal.key or set {KEY_ENV}") from None
+        raise SealKeyError(f"cannot read key file {path}: {exc.strerror or exc}; give a readable key file, or set {KEY_ENV}", topic="key") from None
     text = raw.strip()
     if len(text) == 2 * KEY_BYTES:
         try:
@@ -57,7 +57,7 @@ def read_key(path: str | Path) -> bytes:
             pass
     if len(raw) == KEY_BYTES:
         return raw
-    raise SealKeyError(f"{path} is not a sealkit key (expected 64 hex characters); create one with `sealkit keygen --out DIR`")
+    raise SealKeyError(f"{path} is not a sealkit key (expected 64 hex characters); create one with keygen", topic="keygen")
 
 
 def encrypt_blob(key: bytes, name: str, data: bytes) -> tuple[bytes, bytes]:
@@ -84,7 +84,7 @@ def write_keys(out_dir: str | Path) -> dict[str, Path]:
     paths = {"key": out / "seal.key", "sign_key": out / "sign.key", "sign_pub": out / "sign.pub"}
     existing = [str(p) for p in paths.values() if p.exists()]
     if existing:
-        raise SealKeyError(f"refusing to overwrite existing keys: {', '.join(existing)}; choose another --out folder")
+        raise SealKeyError(f"refusing to overwrite existing keys: {', '.join(existing)}; choose another folder", topic="keygen-out")
     private = Ed25519PrivateKey.generate()
     private_pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     public_pem = private.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
@@ -106,9 +106,9 @@ def read_signing_key(path: str | Path) -> Ed25519PrivateKey:
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError):
-        raise SealSignatureError(f"{path} is not an Ed25519 private key in PEM form; create one with `sealkit keygen`") from None
+        raise SealSignatureError(f"{path} is not an Ed25519 private key in PEM form; create one with keygen", topic="keygen") from None
     if not isinstance(key, Ed25519PrivateKey):
-        raise SealSignatureError(f"{path} is not an Ed25519 key; create one with `sealkit keygen`")
+        raise SealSignatureError(f"{path} is not an Ed25519 key; create one with keygen", topic="keygen")
     return key
 
 
@@ -143,7 +143,7 @@ def verify(public: Ed25519PublicKey, signature: dict | None, message: bytes) -> 
     if signature.get("algorithm") != SIGNATURE_ALGORITHM:
         raise SealSignatureError(f"unsupported signature algorithm {signature.get('algorithm')!r}")
     if signature.get("public_key_id") != public_key_id(public):
-        raise SealSignatureError("the seal was signed by a different key than the given public key; check --verify-key")
+        raise SealSignatureError("the seal was signed by a different key than the given public key; check the verify key", topic="verify-key")
     try:
         public.verify(bytes.fromhex(signature["value"]), message)
     except (InvalidSignature, ValueError, KeyError):

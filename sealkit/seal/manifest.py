@@ -72,14 +72,6 @@ class TowerSpec:
     def differentiable_inputs(self) -> list[TensorSpec]:
         return [spec for spec in self.inputs if spec.differentiable]
 
-    @property
-    def vjp_output_names(self) -> list[str]:
-        """The VJP graph's outputs, in order: the output, then gradients for inputs, then entry points."""
-        names = [self.output.name]
-        names += [f"grad_{spec.name}" for spec in self.differentiable_inputs]
-        names += [f"grad_{ep.name}" for ep in self.entry_points]
-        return names
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "modality": self.modality,

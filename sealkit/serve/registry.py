@@ -52,8 +52,8 @@ def _stamp(path: Path) -> tuple[int, int] | None:
 
 
 @dataclass
-class Task:
-    """A loaded task: its runtime, the file it came from and that file's (mtime, size) when loaded."""
+class ServedTask:
+    """A task the server holds: its name, its runtime, the file it came from and that file's (mtime, size) when loaded."""
 
     name: str
     runtime: TaskRuntime
@@ -75,11 +75,11 @@ class Task:
         rt, meta = self.runtime, self.runtime.meta
         return {
             "name": self.name,
-            "task": rt.task["task"],
+            "task": rt.spec.task,
             "method": rt.method,
             "modality": rt.query_modality,
             "modalities": self.modalities,
-            "head": rt.task.get("head"),
+            "head": rt.spec.head,
             "classes": rt.class_names,
             "towers": rt.towers,
             "embedding_dim": int(meta.get("out_dim") or 0) or None,
@@ -113,15 +113,15 @@ class Registry:
         self.dir = Path(adapters_dir) if adapters_dir is not None else None
         if self.dir is not None and not self.dir.is_dir():
             raise ServeError(f"the adapters folder {self.dir} does not exist; create it and put TASK{ADAPTER_SUFFIX} files in it")
-        self._tasks: dict[str, Task] = {}
+        self._tasks: dict[str, ServedTask] = {}
         self._lock = threading.RLock()
         # files refused (file name -> (stamp, reason)): not retried until the file changes
         self._refused: dict[str, tuple[tuple[int, int] | None, str]] = {}
         # called as listener(event, task) with event "loaded", "updated" or "unloaded"
-        self.listeners: list[Callable[[str, Task], None]] = []
+        self.listeners: list[Callable[[str, ServedTask], None]] = []
 
     # --- lookups ------------------------------------------------------------------------------
-    def get(self, name: str) -> Task:
+    def get(self, name: str) -> ServedTask:
         task = self._tasks.get(name)
         if task is None:
             known = ", ".join(sorted(self._tasks)) or "none loaded"
@@ -134,7 +134,7 @@ class Registry:
     def __len__(self) -> int:
         return len(self._tasks)
 
-    def tasks(self) -> list[Task]:
+    def tasks(self) -> list[ServedTask]:
         return [self._tasks[n] for n in sorted(self._tasks)]
 
     @property
@@ -142,22 +142,22 @@ class Registry:
         return {name: reason for name, (_, reason) in sorted(self._refused.items())}
 
     # --- changes ------------------------------------------------------------------------------
-    def load(self, path: str | Path, name: str | None = None) -> Task:
+    def load(self, path: str | Path, name: str | None = None) -> ServedTask:
         """Load (or replace) a task from an adapter file. Raises AdapterError (AdapterMismatchError for another seal)."""
         path = Path(path)
         name = check_task_name(name or path.name.removesuffix(ADAPTER_SUFFIX))
         stamp = _stamp(path)
         file = read_adapter_file(path, seal_id=self.seal.seal_id)  # refuses another seal's adapter before any work
-        task = Task(name, TaskRuntime(self.seal, file, name=name), path, stamp)
+        task = ServedTask(name, TaskRuntime(self.seal, file, name=name), path, stamp)
         with self._lock:
             event = "updated" if name in self._tasks else "loaded"
             self._tasks = {**self._tasks, name: task}  # copy-on-write: readers keep a consistent dict
             self._refused.pop(path.name, None)
         self._notify(event, task)
-        log.info("%s task %s from %s (%s, %s)", event, name, path.name, task.runtime.task["task"], task.runtime.method)
+        log.info("%s task %s from %s (%s, %s)", event, name, path.name, task.runtime.spec.task, task.runtime.method)
         return task
 
-    def unload(self, name: str) -> Task:
+    def unload(self, name: str) -> ServedTask:
         with self._lock:
             task = self.get(name)
             self._tasks = {k: v for k, v in self._tasks.items() if k != name}
@@ -165,12 +165,12 @@ class Registry:
         log.info("unloaded task %s", name)
         return task
 
-    def reload(self, name: str) -> Task:
+    def reload(self, name: str) -> ServedTask:
         """Read a task's file again (e.g. after it was retrained)."""
         task = self.get(name)
         return self.load(task.path, name)
 
-    def install(self, name: str, data: bytes) -> Task:
+    def install(self, name: str, data: bytes) -> ServedTask:
         """Write an uploaded adapter into the folder as NAME.adapter and load it; nothing is kept if it is refused."""
         name = check_task_name(name)
         if self.dir is None:
@@ -233,7 +233,7 @@ class Registry:
                     del self._refused[file_name]
         return report
 
-    def _notify(self, event: str, task: Task) -> None:
+    def _notify(self, event: str, task: ServedTask) -> None:
         for listener in list(self.listeners):
             try:
                 listener(event, task)

@@ -23,11 +23,11 @@ from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
 from sealkit.data.images import decode_image_bytes
-from sealkit.runtime.inputs import image_inputs, text_inputs, tower_feeds
-from sealkit.runtime.task import normalise
+from sealkit.adapters.functional import normalise
+from sealkit.runtime.inputs import tower_inputs
 from sealkit.serve.batcher import BackboneCall, Batcher
 from sealkit.serve.errors import BadRequestError, ConflictError, TooLargeError
-from sealkit.serve.registry import Registry, Task
+from sealkit.serve.registry import Registry, ServedTask
 
 MODALITIES = ("text", "image")
 
@@ -131,27 +131,22 @@ class Service:
             raise TooLargeError(f"{what} is {width}x{height} pixels; the limit is {self.limits.max_image_pixels} pixels")
         return decode_image_bytes(data, what)
 
-    def prepare(self, task: Task, items: Items) -> BackboneCall:
+    def prepare(self, task: ServedTask, items: Items) -> BackboneCall:
         """Inputs -> tower inputs, through the task's input adapter. Runs in the request's thread."""
         self.check_items(items)
         runtime = task.runtime
         tower = runtime.tower_for(items.modality)  # DataError if the task takes no such inputs
-        if items.modality == "image":
-            images = [self._decode_image(v, f"images[{i}]") for i, v in enumerate(items.values)]
-            feeds = tower_feeds(tower, runtime.image_input(tower.name, image_inputs(tower, images)))
-        else:
-            batch = text_inputs(tower, items.values)
-            embeddings, mask = runtime.text_input(tower.name, batch.token_embeddings, batch.attention_mask)
-            feeds = tower_feeds(tower, embeddings, mask)
+        values = [self._decode_image(v, f"images[{i}]") for i, v in enumerate(items.values)] if items.modality == "image" else items.values
+        feeds = runtime.adapt_inputs(tower.name, tower_inputs(tower, values)).feeds(tower)
         entries = runtime.entries(tower.name)
         return BackboneCall(tower, feeds, entries, owner=task.uid if entries else None)
 
     # --- operations ---------------------------------------------------------------------------
-    async def embed(self, name: str, items: Items) -> tuple[Task, np.ndarray]:
+    async def embed(self, name: str, items: Items) -> tuple[ServedTask, np.ndarray]:
         task = self.registry.get(name)
         return task, await self.embed_task(task, items)
 
-    async def embed_task(self, task: Task, items: Items) -> np.ndarray:
+    async def embed_task(self, task: ServedTask, items: Items) -> np.ndarray:
         if not self.batcher.enabled:
             call = await run_in_threadpool(self.prepare, task, items)
             features = await run_in_threadpool(self.batcher.run, call)
@@ -166,18 +161,18 @@ class Service:
         features = await asyncio.wrap_future(future)
         return task.runtime.output(call.tower.name, features)
 
-    async def classify(self, name: str, items: Items, top_k: int) -> tuple[Task, list]:
+    async def classify(self, name: str, items: Items, top_k: int) -> tuple[ServedTask, list]:
         task = self.registry.get(name)
         runtime = task.runtime
-        if runtime.task["task"] != "classify":
-            raise BadRequestError(f"task '{name}' is a {runtime.task['task']} task; use /tasks/{name}/embed, /index and /retrieve")
+        if runtime.spec.task != "classify":
+            raise BadRequestError(f"task '{name}' is a {runtime.spec.task} task; use /tasks/{name}/embed, /index and /retrieve")
         if items.modality != runtime.query_modality:
             raise BadRequestError(f"task '{name}' classifies {runtime.query_modality}s, not {items.modality}s; send '{runtime.query_modality}s'")
         top_k = self._top_k(top_k, len(runtime.class_names))
         embeddings = await self.embed_task(task, items)
         return task, runtime.classify_embeddings(embeddings, top_k)
 
-    def index_for(self, task: Task, create: bool = False) -> Index | None:
+    def index_for(self, task: ServedTask, create: bool = False) -> Index | None:
         with self._lock:
             index = self._indexes.get(task.name)
             if index is not None and index.uid != task.uid:  # built with an older version of the adapter
@@ -187,7 +182,7 @@ class Service:
                 index = self._indexes[task.name] = Index(task.uid)
             return index
 
-    async def index(self, name: str, items: Items, ids: list[Any] | None) -> tuple[Task, int, int]:
+    async def index(self, name: str, items: Items, ids: list[Any] | None) -> tuple[ServedTask, int, int]:
         ids = self._check_ids(ids, len(items.values))
         task, embeddings = await self.embed(name, items)
         index = self.index_for(task, create=True)
@@ -200,7 +195,7 @@ class Service:
             index = self._indexes.pop(task.name, None)
         return len(index) if index is not None else 0
 
-    async def retrieve(self, name: str, items: Items, top_k: int) -> tuple[Task, list]:
+    async def retrieve(self, name: str, items: Items, top_k: int) -> tuple[ServedTask, list]:
         task = self.registry.get(name)
         index = self.index_for(task)
         if index is None or not len(index):
@@ -239,7 +234,7 @@ class Service:
             out.append(value)
         return out
 
-    def _on_task_event(self, event: str, task: Task) -> None:
+    def _on_task_event(self, event: str, task: ServedTask) -> None:
         if event in ("updated", "unloaded"):
             with self._lock:
                 self._indexes.pop(task.name, None)

@@ -16,14 +16,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from sealkit.adapters.modules import AdapterConfig
-from sealkit.adapters.pack import AdapterPack
-from sealkit.adapters.saving import load_adapter, save_adapter
+from sealkit.adapters.config import METHODS, AdapterConfig
 from sealkit.data.dataset import Dataset
-from sealkit.errors import SealkitError
+from sealkit.errors import AdapterError, SealkitError
 from sealkit.runtime.seal import Seal
 from sealkit.train.loop import FitResult, TrainConfig, fit
-from sealkit.train.tasks import ClassifyTask, Task, build_task_spec, make_task
+from sealkit.train.objectives import ClassifyObjective, Objective, build_task_spec, make_objective
+from sealkit.train.pack import AdapterPack
+from sealkit.train.saving import load_adapter, save_adapter
 
 
 @dataclass
@@ -47,11 +47,25 @@ def checkpoint_path_for(out: Path) -> Path:
     return out.with_name(out.name + ".ckpt")
 
 
-def _class_embeddings(task: Task, pack: AdapterPack) -> np.ndarray | None:
-    if isinstance(task, ClassifyTask) and task.spec.head == "text":
+def _class_embeddings(objective: Objective, pack: AdapterPack) -> np.ndarray | None:
+    if isinstance(objective, ClassifyObjective) and objective.spec.head == "text":
         with torch.no_grad():
-            return task.class_embeddings(pack).numpy()
+            return objective.class_embeddings(pack).numpy()
     return None
+
+
+def resolve_adapter_config(method: str | None, adapter_config: AdapterConfig | None) -> AdapterConfig:
+    """The run's adapter config: `adapter_config` as given, or the defaults for `method` (dga when neither).
+
+    The caller's config object is never changed; a `method` that contradicts it is an error.
+    """
+    if method is not None and method not in METHODS:
+        raise AdapterError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
+    if adapter_config is None:
+        return AdapterConfig(method=method or "dga")
+    if method is not None and method != adapter_config.method:
+        raise AdapterError(f"method {method!r} contradicts adapter_config.method {adapter_config.method!r}; give one of them")
+    return adapter_config
 
 
 def adapt(
@@ -59,7 +73,7 @@ def adapt(
     train: Dataset,
     val: Dataset | None,
     out: str | Path,
-    method: str = "dga",
+    method: str | None = None,
     task: str = "classify",
     config: TrainConfig | None = None,
     adapter_config: AdapterConfig | None = None,
@@ -73,28 +87,29 @@ def adapt(
 ) -> AdaptResult:
     """Train `method` adapters for `task` on `train`, keep the best on `val`, write `out`.
 
+    `method` (output, dga or lga; default dga) or `adapter_config` (method and sizes) choose the adapters.
+
     `init_from` starts from another adapter of the same seal and task (e.g. an `output` run before a
     `dga` run): every parameter with the same name and shape is copied.
     """
     config = config or TrainConfig()
-    adapter_config = adapter_config or AdapterConfig(method=method)
-    adapter_config.method = method
+    adapter_config = resolve_adapter_config(method, adapter_config)
     out = Path(out)
     if out.suffix == ".ckpt":
-        raise SealkitError("--out names the adapter file; the checkpoint is written next to it as <out>.ckpt")
+        raise SealkitError("out names the adapter file; the checkpoint is written next to it as <out>.ckpt")
     spec = build_task_spec(seal, train, task, head=head, templates=templates)
     if val is not None and len(val):
         build_task_spec(seal, val, task, head=spec.head, templates=spec.templates)  # same fields present
-    the_task = make_task(seal, spec, recall_ks)
+    objective = make_objective(seal, spec, recall_ks)
     torch.manual_seed(config.seed)
     pack = AdapterPack(seal, adapter_config, spec)
     eval_set = (val if val is not None and len(val) else train).subset(config.max_eval, seed=config.seed)
     baseline, baseline_kind = None, "zero-shot"
     if zero_shot:
-        if the_task.zero_shot_defined():
-            baseline = the_task.evaluate(None, eval_set)
+        if objective.zero_shot_defined():
+            baseline = objective.evaluate(None, eval_set)
         else:  # unaligned towers or a linear head: the honest "before" is the untrained adapters
-            baseline, baseline_kind = the_task.evaluate(pack, eval_set), "untrained"
+            baseline, baseline_kind = objective.evaluate(pack, eval_set), "untrained"
     if init_from is not None:
         copied = init_pack_from(pack, init_from, seal)
         if not copied:
@@ -111,18 +126,18 @@ def adapt(
 
     def on_best(best_pack: AdapterPack, metrics: dict[str, float], step: int) -> None:
         # keep a usable adapter on disk from the first evaluation on (Ctrl-C leaves it behind)
-        save_adapter(out, best_pack, {**meta_base, "metrics": metrics, "best_step": step, "complete": False}, _class_embeddings(the_task, best_pack))
+        save_adapter(out, best_pack, {**meta_base, "metrics": metrics, "best_step": step, "complete": False}, _class_embeddings(objective, best_pack))
 
-    result = fit(the_task, pack, train, val, config, checkpoint, resume=resume, on_best=on_best, progress=progress)
+    result = fit(objective, pack, train, val, config, checkpoint, resume=resume, on_best=on_best, progress=progress)
     if not result.interrupted:
         save_adapter(
             out,
             pack,
             {**meta_base, "metrics": result.best_metrics, "best_step": result.best_step, "history": result.history, "complete": True, "seconds": result.seconds},
-            _class_embeddings(the_task, pack),
+            _class_embeddings(objective, pack),
         )
     backbone = sum(seal.manifest.towers[t].parameters for t in spec.towers)
-    return AdaptResult(out, checkpoint, baseline, baseline_kind, result, pack.parameter_counts(), backbone, the_task.main_metric)
+    return AdaptResult(out, checkpoint, baseline, baseline_kind, result, pack.parameter_counts(), backbone, objective.main_metric)
 
 
 def init_pack_from(pack: AdapterPack, path: str | Path, seal: Seal) -> list[str]:
@@ -152,16 +167,16 @@ def evaluate(
         spec = pack.task
         if meta.get("recall_ks"):
             recall_ks = tuple(meta["recall_ks"])
-        the_task = make_task(seal, spec, recall_ks)
+        objective = make_objective(seal, spec, recall_ks)
         if spec.task == "classify":
             data.require("label", task="classify")
-        return the_task.evaluate(pack, data)
+        return objective.evaluate(pack, data)
     spec = build_task_spec(seal, data, task, head=head, templates=templates)
-    the_task = make_task(seal, spec, recall_ks)
-    if not the_task.zero_shot_defined():
+    objective = make_objective(seal, spec, recall_ks)
+    if not objective.zero_shot_defined():
         raise SealkitError(
             "zero-shot evaluation is undefined here: "
             + ("a linear head must be trained" if spec.head == "linear" else "the two towers' outputs differ in width and are not aligned")
-            + "; train adapters with `sealkit adapt` (method output is the linear probe) and pass --adapter"
+            + "; train adapters (method output is the linear probe) and evaluate with them"
         )
-    return the_task.evaluate(None, data)
+    return objective.evaluate(None, data)

@@ -13,36 +13,21 @@ import io
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from sealkit.adapters.pack import AdapterPack
 from sealkit.data.dataset import Dataset
 from sealkit.errors import CheckpointError, SealkitError
 from sealkit.fileio import atomic_write_bytes
-from sealkit.train.tasks import Task
+from sealkit.train.config import TrainConfig
+from sealkit.train.objectives import Objective
+from sealkit.train.pack import AdapterPack
 
 CHECKPOINT_VERSION = 1
-
-
-@dataclass
-class TrainConfig:
-    steps: int = 200
-    batch: int = 32
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    warmup: float = 0.05  # fraction of the steps
-    seed: int = 0
-    eval_every: int = 0  # 0: five evaluations over the run
-    checkpoint_every: int = 0  # 0: at every evaluation
-    max_eval: int = 2000  # validation examples used at each interval (seeded subset)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass
@@ -105,7 +90,7 @@ def load_checkpoint(path: Path, identity: dict) -> dict:
 
 
 def fit(
-    task: Task,
+    task: Objective,
     pack: AdapterPack,
     train: Dataset,
     val: Dataset | None,

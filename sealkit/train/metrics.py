@@ -42,7 +42,3 @@ def retrieval_metrics(a: np.ndarray, b: np.ndarray, relevant: np.ndarray, ks: tu
     for k, value in recall_at_k(scores.T, relevant.T, ks).items():
         metrics[f"{names[1]}->{names[0]} R@{k}"] = value
     return metrics
-
-
-def normalise(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)

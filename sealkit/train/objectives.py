@@ -1,7 +1,7 @@
-"""The two tasks: classify (text-prompt or linear head) and retrieve (symmetric InfoNCE).
+"""The training objectives of the two tasks: classify (text-prompt or linear head) and retrieve (InfoNCE).
 
-A task turns a batch of examples into a loss, and a dataset into metrics, for an AdapterPack or,
-with `pack=None`, for the frozen backbone (the zero-shot baseline). The `output` method never
+An objective turns a batch of examples into a loss, and a dataset into metrics, for an AdapterPack
+or, with `pack=None`, for the frozen backbone (the zero-shot baseline). The `output` method never
 needs gradients through the backbone, so backbone outputs are cached and computed once.
 Imports torch (the adapt path only).
 """
@@ -14,12 +14,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sealkit.adapters.pack import TASKS, AdapterPack, TaskSpec
+from sealkit.adapters.config import TASKS, TaskSpec
+from sealkit.adapters.functional import normalise
 from sealkit.data.dataset import Dataset, Example
 from sealkit.errors import DataError, SealkitError
-from sealkit.runtime.inputs import image_inputs, text_inputs, tower_feeds
-from sealkit.runtime.seal import Seal, Tower
-from sealkit.train.metrics import accuracy, normalise, retrieval_metrics
+from sealkit.runtime.inputs import tower_inputs
+from sealkit.runtime.seal import Seal
+from sealkit.train.metrics import accuracy, retrieval_metrics
+from sealkit.train.pack import AdapterPack
 
 DEFAULT_TEMPLATES = {"image": ["a photo of a {}."], "text": ["{}"]}
 EVAL_CHUNK = 64
@@ -58,7 +60,7 @@ def build_task_spec(
         if chosen not in ("text", "linear"):
             raise SealkitError(f"unknown head {chosen!r}; use text or linear")
         if chosen == "text" and text_tower is None:
-            raise SealkitError("a text head needs a seal with a text tower; use --head linear")
+            raise SealkitError("a text head needs a seal with a text tower; use the linear head", topic="head")
         modality = seal.manifest.towers[query_tower].modality
         return TaskSpec(
             task="classify",
@@ -79,14 +81,14 @@ def build_task_spec(
         if text_tower is None:
             raise DataError("text-text retrieval needs a seal with a text tower")
         return TaskSpec(task="retrieve", query_tower=text_tower, query_field="text", key_tower=text_tower, key_field="text_b")
-    raise DataError("retrieval needs pairs: an image and a text per example, or two texts (--text-col and --text-b-col)")
+    raise DataError("retrieval needs pairs: an image and a text per example, or two texts (a text and a text_b field)", topic="column:text_b")
 
 
 def _item_key(item) -> object:
     return item if isinstance(item, str) else ("array", id(item)) if isinstance(item, np.ndarray) else str(item)
 
 
-class Task:
+class Objective:
     """Shared machinery: turning items into embeddings with or without adapters."""
 
     def __init__(self, seal: Seal, spec: TaskSpec):
@@ -95,11 +97,6 @@ class Task:
         self._frozen_cache: dict[tuple[str, object], np.ndarray] = {}
 
     # --- embeddings ---------------------------------------------------------------------------
-    def _inputs(self, tower: Tower, items: list):
-        if tower.spec.modality == "image":
-            return image_inputs(tower, items)
-        return text_inputs(tower, items)
-
     def frozen_features(self, tower_name: str, items: list) -> np.ndarray:
         """Backbone outputs without adapters, cached by item (images by identity, texts by content)."""
         tower = self.seal.tower(tower_name)
@@ -110,9 +107,8 @@ class Task:
             todo = [by_key[k] for k in missing]
             for start in range(0, len(todo), EVAL_CHUNK):
                 part = todo[start : start + EVAL_CHUNK]
-                inputs = self._inputs(tower, part)
-                feeds = tower_feeds(tower, inputs) if tower.spec.modality == "image" else tower_feeds(tower, inputs.token_embeddings, inputs.attention_mask)
-                for key, row in zip(missing[start : start + EVAL_CHUNK], tower.forward(feeds)):
+                features = tower.forward(tower_inputs(tower, part).feeds(tower))
+                for key, row in zip(missing[start : start + EVAL_CHUNK], features):
                     self._frozen_cache[key] = row
         return np.stack([self._frozen_cache[k] for k in keys])
 
@@ -124,7 +120,7 @@ class Task:
             features = torch.from_numpy(self.frozen_features(tower_name, items))
         else:
             tower = self.seal.tower(tower_name)
-            features = pack.backbone(tower, self._inputs(tower, items))
+            features = pack.backbone(tower, tower_inputs(tower, items))
         return pack.output(tower_name, features)
 
     def embed_all(self, pack: AdapterPack | None, tower_name: str, items: list) -> np.ndarray:
@@ -151,7 +147,7 @@ def _field(examples: Sequence[Example], field: str) -> list:
     return [getattr(e, field) for e in examples]
 
 
-class ClassifyTask(Task):
+class ClassifyObjective(Objective):
     main_metric = "accuracy"
 
     def __init__(self, seal: Seal, spec: TaskSpec):
@@ -202,7 +198,7 @@ class ClassifyTask(Task):
         return accuracy(np.concatenate(predictions), labels, self.spec.class_names)
 
 
-class RetrieveTask(Task):
+class RetrieveObjective(Objective):
     main_metric = "mean_recall"
 
     def __init__(self, seal: Seal, spec: TaskSpec, ks: tuple[int, ...] = (1, 5, 10)):
@@ -247,7 +243,7 @@ class RetrieveTask(Task):
         return metrics
 
 
-def make_task(seal: Seal, spec: TaskSpec, recall_ks: tuple[int, ...] = (1, 5, 10)) -> Task:
+def make_objective(seal: Seal, spec: TaskSpec, recall_ks: tuple[int, ...] = (1, 5, 10)) -> Objective:
     if spec.task == "classify":
-        return ClassifyTask(seal, spec)
-    return RetrieveTask(seal, spec, recall_ks)
+        return ClassifyObjective(seal, spec)
+    return RetrieveObjective(seal, spec, recall_ks)

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 
-from sealkit.compile.recipe import EntryPoint, InputSpec, Recipe, Tower
-from tiny_vit import Block  # recipes may import their neighbours in export/
+from sealkit.compile.recipe import EntryPoint, InputSpec, Recipe, TowerRecipe
+from tiny_vit import Block  # recipes may import their neighbours in the same folder
 
 WIDTH = 64
 DEPTH = 3
@@ -62,12 +62,12 @@ class TinyTextEncoder(nn.Module):
         return self.head(self.norm(pooled))
 
 
-def text_tower(seed: int = 0) -> Tower:
+def text_tower(seed: int = 0) -> TowerRecipe:
     torch.manual_seed(seed + 1)
     tokenizer = build_tokenizer()
     embed = nn.Embedding(tokenizer.get_vocab_size(), WIDTH).eval()
     encoder = TinyTextEncoder().eval()
-    return Tower(
+    return TowerRecipe(
         name="text",
         modality="text",
         module=encoder,

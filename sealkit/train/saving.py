@@ -1,6 +1,6 @@
 """Save an AdapterPack to an adapter file and load it back for further training or evaluation.
 
-Imports torch (the adapt path). Deployment reads the same file with numpy only (adapters/file.py).
+Imports torch (the adapt path). Deployment reads the same file with numpy only (sealkit/adapters/file.py).
 """
 
 from __future__ import annotations
@@ -12,12 +12,9 @@ import numpy as np
 import torch
 
 from sealkit.adapters.file import read_adapter_file, write_adapter_file
-from sealkit.adapters.modules import AdapterConfig
-from sealkit.adapters.pack import AdapterPack, TaskSpec
-from sealkit.errors import AdapterError
+from sealkit.adapters.layout import CLASS_EMBEDDINGS, check_tensors
 from sealkit.runtime.seal import Seal
-
-CLASS_EMBEDDINGS = "task.class_embeddings"
+from sealkit.train.pack import AdapterPack
 
 
 def save_adapter(path: str | Path, pack: AdapterPack, extra_meta: dict[str, Any] | None = None, class_embeddings: np.ndarray | None = None) -> Path:
@@ -33,12 +30,8 @@ def save_adapter(path: str | Path, pack: AdapterPack, extra_meta: dict[str, Any]
         "task": pack.task.to_dict(),
         "out_dim": pack.out_dim,
         "towers": {
-            name: {
-                "input_adapter": adapters.input is not None,
-                "entries": {k: list(v.shape) for k, v in adapters.entries.items()},
-                "output_dim": pack.out_dim,
-            }
-            for name, adapters in pack.towers.items()
+            name: {"input_adapter": bool(tower.input), "entries": {k: list(v) for k, v in tower.entries.items()}, "output_dim": pack.out_dim}
+            for name, tower in pack.layout.towers.items()
         },
         "parameters": pack.parameter_counts(),
         "shapes": {name: list(value.shape) for name, value in tensors.items()},
@@ -48,13 +41,9 @@ def save_adapter(path: str | Path, pack: AdapterPack, extra_meta: dict[str, Any]
 
 
 def load_adapter(path: str | Path, seal: Seal) -> tuple[AdapterPack, dict[str, Any]]:
-    """Rebuild the trained pack for `seal`; refuses an adapter trained for another seal."""
+    """Rebuild the trained pack for `seal`; refuses an adapter trained for another seal or not matching its layout."""
     file = read_adapter_file(path, seal.seal_id)
-    meta = file.meta
-    try:
-        pack = AdapterPack(seal, AdapterConfig.from_dict(meta["config"]), TaskSpec.from_dict(meta["task"]))
-        state = {k: torch.from_numpy(v.copy()) for k, v in file.tensors.items() if k != CLASS_EMBEDDINGS}
-        pack.load_state_dict(state, strict=True)
-    except (KeyError, RuntimeError, TypeError) as exc:
-        raise AdapterError(f"{path} does not match the adapter layout this sealkit builds ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
-    return pack, meta
+    pack = AdapterPack(seal, file.config, file.task)
+    check_tensors(pack.layout, file.tensors, file.path.name)
+    pack.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in file.tensors.items() if k != CLASS_EMBEDDINGS}, strict=True)
+    return pack, file.meta

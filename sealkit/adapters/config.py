@@ -1,0 +1,108 @@
+"""What an adapter is, without torch: the method and sizes (AdapterConfig) and the task (TaskSpec).
+
+Both are plain dataclasses stored as JSON in the adapter file. The torch trainer (sealkit/train)
+and the numpy runtime (sealkit/runtime/task.py) read the same objects, so they cannot drift.
+Never imports torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from sealkit.errors import AdapterError
+
+METHODS = ("output", "dga", "lga")
+TASKS = ("classify", "retrieve")
+HEADS = ("text", "linear", "none")
+
+
+def _known(cls, data: Any, what: str) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise AdapterError(f"the adapter's {what} must be a JSON object, got {type(data).__name__}")
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in data.items() if k in names}
+
+
+@dataclass
+class AdapterConfig:
+    """Which adapters exist and how big they are. `method`: output only, + input adapters (dga), + entries (lga)."""
+
+    method: str = "dga"
+    image_width: int = 16  # hidden channels of the image input adapter's residual conv net
+    text_rank: int = 32  # bottleneck of the per-token text input adapter
+    text_prompts: int = 0  # learnable prompt tokens inserted after the first token of every text
+    output_hidden: int = -1  # hidden width of the residual output MLP; -1: sized to ~0.5% of the tower
+    shared_dim: int = 128  # common space when the two towers' outputs differ in width
+    prompt_init_std: float = 0.02
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise AdapterError(f"unknown method {self.method!r}; use one of {', '.join(METHODS)}")
+        for name in ("image_width", "text_rank", "shared_dim"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise AdapterError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if not isinstance(self.text_prompts, int) or self.text_prompts < 0:
+            raise AdapterError(f"text_prompts must be 0 or more, got {self.text_prompts!r}")
+        if not isinstance(self.output_hidden, int) or self.output_hidden < -1:
+            raise AdapterError(f"output_hidden must be -1 (automatic), 0 (none) or a width, got {self.output_hidden!r}")
+
+    @property
+    def has_input_adapters(self) -> bool:
+        return self.method in ("dga", "lga")
+
+    @property
+    def has_entries(self) -> bool:
+        return self.method == "lga"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "AdapterConfig":
+        return cls(**_known(cls, data, "config"))
+
+
+@dataclass
+class TaskSpec:
+    """What the task is, in terms of the seal's towers.
+
+    classify: `query_tower` encodes the inputs; head "text" scores them against class-name prompts
+    encoded by `key_tower`, head "linear" uses a linear layer. retrieve: `query_field` items
+    (through `query_tower`) are matched with `key_field` items (through `key_tower`).
+    """
+
+    task: str
+    query_tower: str
+    query_field: str
+    key_tower: str | None = None
+    key_field: str | None = None
+    head: str = "none"
+    class_names: list[str] = field(default_factory=list)
+    templates: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise AdapterError(f"unknown task {self.task!r}; use one of {', '.join(TASKS)}")
+        if self.head not in HEADS:
+            raise AdapterError(f"unknown head {self.head!r}; use one of {', '.join(HEADS)}")
+        if self.task == "classify" and self.head == "none":
+            raise AdapterError("a classify task needs a head (text or linear)")
+
+    @property
+    def towers(self) -> list[str]:
+        """The seal towers the task uses, query tower first, each once."""
+        return list(dict.fromkeys(t for t in (self.query_tower, self.key_tower) if t))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TaskSpec":
+        return cls(**_known(cls, data, "task"))
+
+
+def auto_hidden(tower_parameters: int, dim: int, share: float = 0.005) -> int:
+    """A residual MLP width giving about `share` of the tower's parameters (between 16 and 256)."""
+    width = int(share * tower_parameters / (2 * dim))
+    return max(16, min(256, 8 * round(width / 8)))
