@@ -144,7 +144,7 @@ class Service:
             embeddings, mask = runtime.text_input(tower.name, batch.token_embeddings, batch.attention_mask)
             feeds = tower_feeds(tower, embeddings, mask)
         entries = runtime.entries(tower.name)
-        return BackboneCall(tower, feeds, entries, owner=task.uid if entries else None)
+        return BackboneCall(tower, feeds, entries, owner=task.uid if entries else None, task=task.name)
 
     # --- operations ---------------------------------------------------------------------------
     async def embed(self, name: str, items: Items) -> tuple[Task, np.ndarray]:
