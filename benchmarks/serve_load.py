@@ -1,6 +1,12 @@
-"""Load test of `sealkit serve` on loopback: throughput and latency, batching on vs off.
+"""Load test of `sealkit serve` on loopback: throughput and latency, batching on vs off, local vs Ray engine.
 
     python benchmarks/serve_load.py SEAL --adapters DIR --key KEY [--concurrency 1,4,16] [--seconds 5] [--repeats 3]
+    python benchmarks/serve_load.py SEAL --adapters DIR --key KEY --modes batching,ray-1,ray-2
+
+Modes: `batching` and `no-batching` are `sealkit serve` (the local engine); `ray-N` is the Ray
+Serve app (`--engine ray`) with N backbone replicas, all ray-N apps deployed side by side on one
+local Ray cluster by benchmarks/ray_apps.py. Memory per process (server; Ray frontend and each
+backbone replica, and the whole Ray cluster) is read at the end.
 
 For each mode (batching, no batching) a server is started as its own process (`python -m sealkit
 serve ... --port 0`), so the load generator does not share its interpreter. Then, for each
@@ -66,6 +72,51 @@ def start_server(args, batching: bool) -> tuple[subprocess.Popen, str, list[str]
         time.sleep(0.1)
     process.kill()
     raise SystemExit("the server did not start:\n" + "".join(lines[-30:]))
+
+
+def start_ray(args, counts: list[int]) -> tuple[subprocess.Popen, dict[str, str]]:
+    """benchmarks/ray_apps.py as its own process: one local Ray cluster with an app per replica count."""
+    command = [
+        sys.executable, str(Path(__file__).with_name("ray_apps.py")), args.seal, "--adapters", str(args.adapters),
+        "--replicas", ",".join(map(str, counts)), "--max-batch", str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms), "--weights", args.weights,
+    ]
+    if args.key:
+        command += ["--key", str(args.key)]
+    process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    urls: dict[str, str] = {}
+    lines: list[str] = []
+    for line in process.stdout:
+        lines.append(line)
+        if line.startswith("ready ray-"):
+            _, mode, url = line.split()
+            urls[mode] = url
+        if line.startswith("ready all"):
+            threading.Thread(target=lambda: [None for _ in process.stdout], daemon=True).start()  # keep draining
+            return process, urls
+    raise SystemExit("the Ray apps did not start:\n" + "".join(lines[-30:]))
+
+
+def memory(mode: str, process: subprocess.Popen, url: str) -> dict:
+    """Resident memory (MB) of a local server process, or of a Ray app's replicas and its whole cluster."""
+    import psutil
+
+    if not mode.startswith("ray-"):
+        return {"mode": mode, "server_mb": psutil.Process(process.pid).memory_info().rss / 2**20}
+    with httpx.Client(base_url=url) as c:
+        health = c.get("/health").json()
+    cluster = [process.pid] + [p.pid for p in psutil.Process(process.pid).children(recursive=True)]
+    total = 0
+    for pid in cluster:
+        try:
+            total += psutil.Process(pid).memory_info().rss
+        except psutil.Error:
+            pass
+    return {
+        "mode": mode,
+        "frontend_mb": health["frontend"].get("rss_mb"),
+        "backbone_replicas_mb": [r.get("rss_mb") for r in health["batcher"]["replicas"]],
+        "ray_cluster_mb": total / 2**20,
+    }
 
 
 def payloads(tasks: list[dict], seal_images: int) -> list[tuple[str, dict, int]]:
@@ -183,10 +234,17 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     modes = args.modes.split(",")
     servers = {}
+    memories = []
     try:
-        for mode in modes:  # both servers up at once; an idle one costs memory, not CPU
-            process, url, _ = start_server(args, batching=(mode == "batching"))
-            servers[mode] = (process, url)
+        for mode in modes:  # every server up at once; an idle one costs memory, not CPU
+            if not mode.startswith("ray-"):
+                process, url, _ = start_server(args, batching=(mode == "batching"))
+                servers[mode] = (process, url)
+        counts = [int(m.split("-")[1]) for m in modes if m.startswith("ray-")]
+        if counts:
+            process, urls = start_ray(args, counts)
+            servers.update({mode: (process, url) for mode, url in urls.items()})
+        servers = {mode: servers[mode] for mode in modes}
         for mode, (_, url) in servers.items():
             tasks, seal, work = prepare_server(url, args.index)
         for level in levels:
@@ -204,8 +262,13 @@ def main() -> None:
                 row = summarise(mode, level, runs[mode], *counts[mode])
                 results.append(row)
                 print(f"{mode:<12} c={level:<3} {row['rps']:8.1f} req/s  p50 {row['p50_ms']:7.1f} ms  p99 {row['p99_ms']:7.1f} ms  mean batch {row['mean_batch_rows']:.1f}  errors {row['errors']}  per repeat {[round(x) for x in row['rps_per_repeat']]}", flush=True)
+        for mode, (process, url) in servers.items():
+            memories.append(memory(mode, process, url))
+            print(memories[-1], flush=True)
     finally:
-        for process, _ in servers.values():
+        for process, _ in {id(p): (p, u) for p, u in servers.values()}.values():
+            if process.stdin:
+                process.stdin.close()
             process.terminate()
             try:
                 process.wait(timeout=20)
@@ -224,8 +287,22 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|---:|---:|")
     for r in results:
         print(f"| {r['mode']} | {r['concurrency']} | {r['rps']:.1f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['mean_batch_rows']:.1f} | {r['errors']} |")
+    print()
+    print("| mode | process | resident MB |")
+    print("|---|---|---:|")
+    for m in memories:
+        if "server_mb" in m:
+            print(f"| {m['mode']} | sealkit serve (one process) | {m['server_mb']:.0f} |")
+        else:
+            print(f"| {m['mode']} | frontend replica | {m['frontend_mb']:.0f} |")
+            for i, mb in enumerate(m["backbone_replicas_mb"]):
+                print(f"| {m['mode']} | backbone replica {i + 1} | {mb:.0f} |")
+    ray_total = [m["ray_cluster_mb"] for m in memories if "ray_cluster_mb" in m]
+    if ray_total:
+        print(f"| all ray-N apps | the whole local Ray cluster (driver, GCS, raylet, proxy, controller, every replica) | {ray_total[0]:.0f} |")
     if args.json:
-        args.json.write_text(json.dumps({"seal": seal, "tasks": tasks, "results": results}, indent=2))
+        meta = {"load_average_before": load_before, "load_average_after": os.getloadavg()[0], "cores": os.cpu_count(), "seconds": args.seconds, "repeats": args.repeats, "max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms}
+        args.json.write_text(json.dumps({"seal": seal, "tasks": tasks, "results": results, "memory": memories, "conditions": meta}, indent=2))
 
 
 if __name__ == "__main__":
