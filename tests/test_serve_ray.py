@@ -33,6 +33,7 @@ from sealkit.serve.service import Limits  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 TASKS = ("words", "words-lga", "pairs")
 MAX_QUEUE = 6
+ADMIN_TOKEN = "ray-test-token"  # reaches the frontend replicas as their environment, as on a node
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +67,7 @@ def ray_server(tmp_path_factory, tiny_text_seal, keys, trained):
         shutil.copy(trained[name], folder / f"{name}.adapter")
     # the replicas import this checkout's sealkit, as the test does
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="warning", log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": path}})
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="warning", log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": path, "SEALKIT_ADMIN_TOKEN": ADMIN_TOKEN}})
     try:
         port = free_port("127.0.0.1")
         serve.start(http_options={"host": "127.0.0.1", "port": port})
@@ -183,6 +184,12 @@ def test_an_adapter_added_while_running_is_served_and_another_seals_is_refused(r
     (folder / "words-copy.adapter").unlink()
     wait_for(lambda: "words-copy" not in _names(ray_server))
     assert ray_server.post("/tasks/words-copy/classify", json={"texts": ["red"]}).status_code == 404
+
+    admin = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+    assert ray_server.put("/admin/tasks/alien2", content=(tmp_path / "alien.adapter").read_bytes()).status_code == 401
+    uploaded = ray_server.put("/admin/tasks/alien2", content=(tmp_path / "alien.adapter").read_bytes(), headers=admin)
+    assert uploaded.status_code == 409 and "was trained for seal" in uploaded.json()["error"]
+    assert not (folder / "alien2.adapter").exists()
 
 
 def test_the_cli_refuses_engine_options_it_cannot_use(tiny_text_seal, keys, tmp_path):

@@ -92,6 +92,7 @@ def _serve_ray(engine: str, seal: Path, adapters: Path, key, verify_key, config,
         from sealkit.serve import ray_app
     except ImportError:
         raise ServeError("--engine ray needs Ray Serve: pip install 'sealkit[ray]'") from None
+    config.admin_token = None  # each frontend replica reads SEALKIT_ADMIN_TOKEN from its own node's environment
     app_ = ray_app.build_app(seal, adapters, key=key, verify_key=verify_key, config=config, replicas=replicas, replica_cpus=replica_cpus, threads=threads, weights=weights)
     low, high = ray_app.parse_replicas(replicas)
     scale = f"{low}" if low == high else f"{low}-{high} (autoscaling)"

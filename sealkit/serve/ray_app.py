@@ -29,6 +29,7 @@ the key's bytes never enter Ray's object store or control plane. Never imports t
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import resource
 import sys
@@ -227,6 +228,8 @@ class Frontend:
         # the frontend runs tokenizers and token-embedding graphs (text input adapters act on token
         # embeddings), so it opens the seal too; its forward sessions are never created
         seal = _open(seal_path, key_path, verify_key, 1, "shared")
+        if config.admin_token is None:  # from this node's environment, so the token is not in Ray's control plane
+            config = dataclasses.replace(config, admin_token=os.environ.get("SEALKIT_ADMIN_TOKEN") or None)
         remote = RemoteBackbone(backbones, config.max_batch, config.max_queue)
         self.deployment = FrontendDeployment(seal, adapters, config, batcher=remote).start()
 
@@ -289,10 +292,13 @@ def build_app(
     if verify is not None:
         file.verify_signature(verify)
     max_batch, max_wait = (config.max_batch, config.max_wait_ms) if config.batching else (1, 0.0)
-    scaling: dict[str, Any] = {"num_replicas": low} if low == high else {"autoscaling_config": {"min_replicas": low, "max_replicas": high}}
+    # autoscaling: add a replica when replicas hold more than a batch's worth of calls each
+    autoscaling = {"min_replicas": low, "max_replicas": high, "target_ongoing_requests": max_batch}
+    scaling: dict[str, Any] = {"num_replicas": low} if low == high else {"autoscaling_config": autoscaling}
     threads = threads or max(1, int(replica_cpus))
     backbones = {
-        tower: Backbone.options(name=f"backbone-{tower}", ray_actor_options={"num_cpus": replica_cpus}, **scaling).bind(
+        # max_ongoing_requests: a replica must accept a full batch, and the next one while it runs
+        tower: Backbone.options(name=f"backbone-{tower}", ray_actor_options={"num_cpus": replica_cpus}, max_ongoing_requests=2 * max_batch + 2, **scaling).bind(
             seal_path, tower, key_path, verify, threads, weights, max_batch, max_wait
         )
         for tower in sorted(file.manifest.towers)
@@ -312,7 +318,6 @@ def app_builder(args: dict[str, str]):
         max_batch=int(args.get("max_batch", 32)),
         max_wait_ms=float(args.get("max_wait_ms", 5.0)),
         max_queue=int(args.get("max_queue", 256)),
-        admin_token=os.environ.get("SEALKIT_ADMIN_TOKEN") or None,
     )
     return build_app(
         args["seal"], args["adapters"], key=args.get("key"), verify_key=args.get("verify_key"), config=config,
