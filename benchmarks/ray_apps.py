@@ -5,7 +5,7 @@
 Starts a local Ray cluster (this process is its driver) with 2 x `--cpus` logical CPUs, so that
 every app fits at once (only one gets load at a time), and deploys one app per replica count,
 named ray-N at route prefix /ray-N: `--replicas N` backbone replicas of `--cpus / N` CPUs and as
-many onnxruntime threads each. Prints `ready ray-N URL` per app, then `ready all`, and keeps them
+many onnxruntime threads each (or `--threads`). Prints `ready ray-N URL` per app, then `ready all`, and keeps them
 until stdin closes or SIGTERM; then removes them and stops the cluster.
 """
 
@@ -28,6 +28,7 @@ def main() -> None:
     parser.add_argument("--max-batch", type=int, default=32)
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
     parser.add_argument("--weights", default="shared")
+    parser.add_argument("--threads", type=int, default=0, help="onnxruntime threads per replica (0: its CPUs)")
     args = parser.parse_args()
 
     import ray
@@ -46,7 +47,7 @@ def main() -> None:
         config = ServeConfig(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=1024, poll_seconds=0)
         for n in counts:
             cpus = args.cpus / n
-            app = build_app(args.seal, args.adapters, key=args.key, config=config, replicas=n, replica_cpus=cpus, threads=max(1, int(cpus)), weights=args.weights)
+            app = build_app(args.seal, args.adapters, key=args.key, config=config, replicas=n, replica_cpus=cpus, threads=args.threads or max(1, int(cpus)), weights=args.weights)
             serve.run(app, name=f"ray-{n}", route_prefix=f"/ray-{n}")
             print(f"ready ray-{n} http://127.0.0.1:{port}/ray-{n}", flush=True)
         print("ready all", flush=True)

@@ -33,6 +33,7 @@ import dataclasses
 import os
 import resource
 import sys
+import time
 import uuid
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -47,7 +48,7 @@ from sealkit.errors import ServeError
 from sealkit.runtime.seal import open_seal
 from sealkit.seal import crypto
 from sealkit.seal.container import read_seal
-from sealkit.serve.batcher import BackboneCall, Batcher
+from sealkit.serve.batcher import BackboneCall, Batcher, _resolve
 from sealkit.serve.errors import QueueFullError
 from sealkit.serve.server import Deployment, ServeConfig, warm_feeds
 
@@ -97,7 +98,7 @@ class Backbone:
         self.forward.set_batch_wait_timeout_s(max_wait_ms / 1000.0)
         self.tower.forward(warm_feeds(self.tower))  # create the plain graph's session now
         self.replica = serve.get_replica_context().replica_id.unique_id
-        self.mixed = {"max_tasks_in_batch": 0, "multi_task_batches": 0}
+        self.mixed = {"max_tasks_in_batch": 0, "multi_task_batches": 0, "busy_s": 0.0}  # busy_s: time spent running batches
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005, batch_size_fn=_batch_rows)
     async def forward(self, requests: list[BackboneRequest]) -> list[tuple[Any, dict]]:
@@ -105,6 +106,7 @@ class Backbone:
         return await asyncio.to_thread(self._run, requests)
 
     def _run(self, requests: list[BackboneRequest]) -> list[tuple[Any, dict]]:
+        started = time.perf_counter()
         calls = [BackboneCall(self.tower, r.feeds, r.entries, r.owner, task=r.task) for r in requests]
         groups: dict[tuple, list[BackboneCall]] = {}
         for call in calls:
@@ -114,6 +116,7 @@ class Backbone:
             tasks = len({c.task for c in group})
             self.mixed["max_tasks_in_batch"] = max(self.mixed["max_tasks_in_batch"], tasks)
             self.mixed["multi_task_batches"] += tasks > 1
+        self.mixed["busy_s"] += time.perf_counter() - started
         stats = self.stats()
         return [(c.future.exception() or c.future.result(), stats) for c in calls]
 
@@ -156,10 +159,6 @@ class RemoteBackbone:
         """Batching happens on the backbone replicas; nothing to announce here."""
 
     @property
-    def queued(self) -> int:
-        return self._count
-
-    @property
     def full(self) -> bool:
         return self._count >= self.max_queue
 
@@ -181,15 +180,15 @@ class RemoteBackbone:
         try:
             result, stats = await response
         except Exception as exc:  # the replica died or Ray refused the call
-            future.set_exception(ServeError(f"the backbone call failed ({type(exc).__name__}: {str(exc)[:200]}); retry shortly"))
+            _resolve(future, error=ServeError(f"the backbone call failed ({type(exc).__name__}: {str(exc)[:200]}); retry shortly"))
             return
         finally:
             self._count -= 1
         self.replicas[stats["replica"]] = stats
         if isinstance(result, BaseException):
-            future.set_exception(result)
+            _resolve(future, error=result)
         else:
-            future.set_result(result)
+            _resolve(future, result)
 
     def snapshot(self) -> dict[str, Any]:
         replicas = list(self.replicas.values())
@@ -205,6 +204,7 @@ class RemoteBackbone:
             "mean_batch_rows": round(rows / batches, 2) if batches else 0.0,
             "max_batch_rows": max((r["max_batch_rows"] for r in replicas), default=0),
             "max_tasks_in_batch": max((r["max_tasks_in_batch"] for r in replicas), default=0),
+            "busy_s": sum(r["busy_s"] for r in replicas),
             "replicas": sorted(replicas, key=lambda r: (r["tower"], r["replica"])),
         }
 
