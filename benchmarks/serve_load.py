@@ -1,6 +1,12 @@
-"""Load test of `sealkit serve` on loopback: throughput and latency, batching on vs off.
+"""Load test of `sealkit serve` on loopback: throughput and latency, batching on vs off, local vs Ray engine.
 
     python benchmarks/serve_load.py SEAL --adapters DIR --key KEY [--concurrency 1,4,16] [--seconds 5] [--repeats 3]
+    python benchmarks/serve_load.py SEAL --adapters DIR --key KEY --modes batching,ray-1,ray-2
+
+Modes: `batching` and `no-batching` are `sealkit serve` (the local engine); `ray-N` is the Ray
+Serve app (`--engine ray`) with N backbone replicas, all ray-N apps deployed side by side on one
+local Ray cluster by benchmarks/ray_apps.py. Memory per process (server; Ray frontend and each
+backbone replica, and the whole Ray cluster) is read at the end.
 
 For each mode (batching, no batching) a server is started as its own process (`python -m sealkit
 serve ... --port 0`), so the load generator does not share its interpreter. Then, for each
@@ -51,7 +57,7 @@ def start_server(args, batching: bool) -> tuple[subprocess.Popen, str, list[str]
         command += ["--key", str(args.key)]
     if not batching:
         command.append("--no-batching")
-    command += ["--weights", args.weights]
+    command += ["--weights", args.weights, "--threads", str(args.threads)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "300"}
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     lines: list[str] = []
@@ -66,6 +72,52 @@ def start_server(args, batching: bool) -> tuple[subprocess.Popen, str, list[str]
         time.sleep(0.1)
     process.kill()
     raise SystemExit("the server did not start:\n" + "".join(lines[-30:]))
+
+
+def start_ray(args, counts: list[int]) -> tuple[subprocess.Popen, dict[str, str]]:
+    """benchmarks/ray_apps.py as its own process: one local Ray cluster with an app per replica count."""
+    command = [
+        sys.executable, str(Path(__file__).with_name("ray_apps.py")), args.seal, "--adapters", str(args.adapters),
+        "--replicas", ",".join(map(str, counts)), "--max-batch", str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms), "--weights", args.weights,
+        "--threads", str(args.threads),
+    ]
+    if args.key:
+        command += ["--key", str(args.key)]
+    process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    urls: dict[str, str] = {}
+    lines: list[str] = []
+    for line in process.stdout:
+        lines.append(line)
+        if line.startswith("ready ray-"):
+            _, mode, url = line.split()
+            urls[mode] = url
+        if line.startswith("ready all"):
+            threading.Thread(target=lambda: [None for _ in process.stdout], daemon=True).start()  # keep draining
+            return process, urls
+    raise SystemExit("the Ray apps did not start:\n" + "".join(lines[-30:]))
+
+
+def memory(mode: str, process: subprocess.Popen, url: str) -> dict:
+    """Resident memory (MB) of a local server process, or of a Ray app's replicas and its whole cluster."""
+    import psutil
+
+    if not mode.startswith("ray-"):
+        return {"mode": mode, "server_mb": psutil.Process(process.pid).memory_info().rss / 2**20}
+    with httpx.Client(base_url=url) as c:
+        health = c.get("/health").json()
+    cluster = [process.pid] + [p.pid for p in psutil.Process(process.pid).children(recursive=True)]
+    total = 0
+    for pid in cluster:
+        try:
+            total += psutil.Process(pid).memory_info().rss
+        except psutil.Error:
+            pass
+    return {
+        "mode": mode,
+        "frontend_mb": health["frontend"].get("rss_mb"),
+        "backbone_replicas_mb": [r.get("rss_mb") for r in health["batcher"]["replicas"]],
+        "ray_cluster_mb": total / 2**20,
+    }
 
 
 def payloads(tasks: list[dict], seal_images: int) -> list[tuple[str, dict, int]]:
@@ -122,7 +174,7 @@ def run_level(url: str, work: list[tuple[str, dict, int]], concurrency: int, sec
     return {"latencies": [x for per in latencies for x in per], "items": sum(items), "errors": sum(errors), "seconds": time.perf_counter() - started}
 
 
-def summarise(mode: str, concurrency: int, runs: list[dict], batches: int, rows: int) -> dict:
+def summarise(mode: str, concurrency: int, runs: list[dict], batches: int, rows: int, busy: float | None = None) -> dict:
     flat = np.array([x for r in runs for x in r["latencies"]])
     wall = sum(r["seconds"] for r in runs)
     return {
@@ -137,6 +189,8 @@ def summarise(mode: str, concurrency: int, runs: list[dict], batches: int, rows:
         "p99_ms": float(np.percentile(flat, 99) * 1000) if flat.size else float("nan"),
         "mean_batch_rows": rows / batches if batches else 0.0,
         "rps_per_repeat": [len(r["latencies"]) / r["seconds"] for r in runs],
+        # Ray engine: the share of the wall time the backbone replicas spent running batches (summed over replicas)
+        "backbone_busy": busy / wall if busy is not None else None,
     }
 
 
@@ -174,6 +228,7 @@ def main() -> None:
     parser.add_argument("--max-batch", type=int, default=32)
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
     parser.add_argument("--weights", default="shared", help="the server's --weights (shared or copied)")
+    parser.add_argument("--threads", type=int, default=0, help="onnxruntime threads per backbone call in every server and Ray replica (0: all cores for sealkit serve, a replica's CPUs for Ray)")
     parser.add_argument("--index", type=int, default=200, help="items indexed for each retrieval task")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -183,15 +238,23 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     modes = args.modes.split(",")
     servers = {}
+    memories = []
     try:
-        for mode in modes:  # both servers up at once; an idle one costs memory, not CPU
-            process, url, _ = start_server(args, batching=(mode == "batching"))
-            servers[mode] = (process, url)
+        for mode in modes:  # every server up at once; an idle one costs memory, not CPU
+            if not mode.startswith("ray-"):
+                process, url, _ = start_server(args, batching=(mode == "batching"))
+                servers[mode] = (process, url)
+        counts = [int(m.split("-")[1]) for m in modes if m.startswith("ray-")]
+        if counts:
+            process, urls = start_ray(args, counts)
+            servers.update({mode: (process, url) for mode, url in urls.items()})
+        servers = {mode: servers[mode] for mode in modes}
         for mode, (_, url) in servers.items():
             tasks, seal, work = prepare_server(url, args.index)
         for level in levels:
             runs: dict[str, list[dict]] = {m: [] for m in modes}
             counts = {m: [0, 0] for m in modes}
+            busy = {m: (0.0 if m.startswith("ray-") else None) for m in modes}
             for _ in range(args.repeats):  # alternate the modes, so drifting machine load hits both alike
                 for mode in modes:
                     url = servers[mode][1]
@@ -200,12 +263,19 @@ def main() -> None:
                     after = batcher_stats(url)
                     counts[mode][0] += after["batches"] - before["batches"]
                     counts[mode][1] += after["rows"] - before["rows"]
+                    if busy[mode] is not None:
+                        busy[mode] += after["busy_s"] - before.get("busy_s", 0.0)
             for mode in modes:
-                row = summarise(mode, level, runs[mode], *counts[mode])
+                row = summarise(mode, level, runs[mode], *counts[mode], busy[mode])
                 results.append(row)
-                print(f"{mode:<12} c={level:<3} {row['rps']:8.1f} req/s  p50 {row['p50_ms']:7.1f} ms  p99 {row['p99_ms']:7.1f} ms  mean batch {row['mean_batch_rows']:.1f}  errors {row['errors']}  per repeat {[round(x) for x in row['rps_per_repeat']]}", flush=True)
+                print(f"{mode:<12} c={level:<3} {row['rps']:8.1f} req/s  p50 {row['p50_ms']:7.1f} ms  p99 {row['p99_ms']:7.1f} ms  mean batch {row['mean_batch_rows']:.1f}  backbone busy {row['backbone_busy'] if row['backbone_busy'] is None else round(row['backbone_busy'], 2)}  errors {row['errors']}  per repeat {[round(x) for x in row['rps_per_repeat']]}", flush=True)
+        for mode, (process, url) in servers.items():
+            memories.append(memory(mode, process, url))
+            print(memories[-1], flush=True)
     finally:
-        for process, _ in servers.values():
+        for process, _ in {id(p): (p, u) for p, u in servers.values()}.values():
+            if process.stdin:
+                process.stdin.close()
             process.terminate()
             try:
                 process.wait(timeout=20)
@@ -218,14 +288,29 @@ def main() -> None:
     print(f"seal '{seal['name']}' ({Path(args.seal).name}); tasks: {', '.join(t['name'] + ' (' + t['task'] + ', ' + t['method'] + ')' for t in tasks)}")
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores (shared by client and server), Python {platform.python_version()}, onnxruntime {onnxruntime.__version__}")
     print(f"1-minute load average before / after: {load_before:.1f} / {os.getloadavg()[0]:.1f} (other processes on the machine add noise)")
-    print(f"one item per request, {args.repeats} x {args.seconds:g} s per mode and level (alternating modes), --max-batch {args.max_batch} --max-wait-ms {args.max_wait_ms:g} --weights {args.weights}")
+    print(f"one item per request, {args.repeats} x {args.seconds:g} s per mode and level (alternating modes), --max-batch {args.max_batch} --max-wait-ms {args.max_wait_ms:g} --weights {args.weights} --threads {args.threads}")
     print()
-    print("| mode | concurrency | requests/s | p50 ms | p99 ms | mean backbone batch | errors |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| mode | concurrency | requests/s | p50 ms | p99 ms | mean backbone batch | backbone busy | errors |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
-        print(f"| {r['mode']} | {r['concurrency']} | {r['rps']:.1f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['mean_batch_rows']:.1f} | {r['errors']} |")
+        busy_text = "-" if r["backbone_busy"] is None else f"{r['backbone_busy']:.2f}"
+        print(f"| {r['mode']} | {r['concurrency']} | {r['rps']:.1f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['mean_batch_rows']:.1f} | {busy_text} | {r['errors']} |")
+    print()
+    print("| mode | process | resident MB |")
+    print("|---|---|---:|")
+    for m in memories:
+        if "server_mb" in m:
+            print(f"| {m['mode']} | sealkit serve (one process) | {m['server_mb']:.0f} |")
+        else:
+            print(f"| {m['mode']} | frontend replica | {m['frontend_mb']:.0f} |")
+            for i, mb in enumerate(m["backbone_replicas_mb"]):
+                print(f"| {m['mode']} | backbone replica {i + 1} | {mb:.0f} |")
+    ray_total = [m["ray_cluster_mb"] for m in memories if "ray_cluster_mb" in m]
+    if ray_total:
+        print(f"| all ray-N apps | the whole local Ray cluster (driver, GCS, raylet, proxy, controller, every replica) | {ray_total[0]:.0f} |")
     if args.json:
-        args.json.write_text(json.dumps({"seal": seal, "tasks": tasks, "results": results}, indent=2))
+        meta = {"load_average_before": load_before, "load_average_after": os.getloadavg()[0], "cores": os.cpu_count(), "seconds": args.seconds, "repeats": args.repeats, "max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms, "threads": args.threads}
+        args.json.write_text(json.dumps({"seal": seal, "tasks": tasks, "results": results, "memory": memories, "conditions": meta}, indent=2))
 
 
 if __name__ == "__main__":

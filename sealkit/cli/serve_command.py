@@ -34,6 +34,9 @@ def serve(
     threads: int = typer.Option(0, "--threads", help="onnxruntime threads per backbone call (0: all cores)."),
     weights: str = typer.Option("shared", "--weights", help="shared: the weights held once (least memory); copied: onnxruntime's own optimised copy per graph (faster small batches, about one more weights' worth of memory)."),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
+    engine: str = typer.Option("local", "--engine", help="local: this process (the default); ray: a Ray Serve app on the Ray cluster (RAY_ADDRESS, or a local one), needs sealkit[ray]."),
+    replicas: str = typer.Option("1", "--replicas", help="--engine ray: backbone replicas per tower, N or autoscaling bounds MIN-MAX."),
+    replica_cpus: float = typer.Option(1.0, "--replica-cpus", help="--engine ray: CPUs Ray reserves for each backbone replica (also its onnxruntime threads unless --threads)."),
 ) -> None:
     """Serve every adapter in a folder from one backbone: /tasks, /tasks/NAME/embed|classify|index|retrieve, /docs.
 
@@ -66,6 +69,10 @@ def serve(
     ).check()
     if not adapters.is_dir():
         raise ServeError(f"--adapters {adapters} is not a folder; create it and put TASK.adapter files in it")
+    if engine == "local" and (replicas != "1" or replica_cpus != 1.0):
+        raise ServeError("--replicas and --replica-cpus apply to --engine ray; the local engine is one process")
+    if engine != "local":
+        return _serve_ray(engine, seal, adapters, key, verify_key, config, replicas, replica_cpus, threads, weights)
     opened = open_seal(seal, key=read_key_bytes(key), verify_key=verify_key, threads=threads, weights=weights)
     deployment = Deployment(opened, adapters, config).start()
     tasks = deployment.registry.tasks()
@@ -74,3 +81,20 @@ def serve(
         console.print(f"[yellow]refused {name}: {reason}[/yellow]", highlight=False, soft_wrap=True)
     mode = f"batching up to {max_batch} items / {max_wait_ms:g} ms" if not no_batching else "no batching"
     serve_forever(deployment, on_listening=lambda url: console.print(f"serving on {url} ({mode}); API docs at {url}/docs", highlight=False, soft_wrap=True))
+
+
+def _serve_ray(engine: str, seal: Path, adapters: Path, key, verify_key, config, replicas: str, replica_cpus: float, threads: int, weights: str) -> None:
+    if engine != "ray":
+        raise ServeError(f"--engine must be local or ray, got {engine!r}")
+    if replica_cpus <= 0:
+        raise ServeError(f"--replica-cpus must be more than 0, got {replica_cpus:g}")
+    try:
+        from sealkit.serve import ray_app
+    except ImportError:
+        raise ServeError("--engine ray needs Ray Serve: pip install 'sealkit[ray]'") from None
+    config.admin_token = None  # each frontend replica reads SEALKIT_ADMIN_TOKEN from its own node's environment
+    app_ = ray_app.build_app(seal, adapters, key=key, verify_key=verify_key, config=config, replicas=replicas, replica_cpus=replica_cpus, threads=threads, weights=weights)
+    low, high = ray_app.parse_replicas(replicas)
+    scale = f"{low}" if low == high else f"{low}-{high} (autoscaling)"
+    mode = f"batching up to {config.max_batch} items / {config.max_wait_ms:g} ms" if config.batching else "no batching"
+    ray_app.serve_forever(app_, config.host, config.port, on_listening=lambda url: console.print(f"serving on {url} (Ray Serve, {scale} backbone replica(s) per tower, {mode}); API docs at {url}/docs", highlight=False, soft_wrap=True))

@@ -50,6 +50,7 @@ class BackboneCall:
     feeds: dict[str, np.ndarray]
     entries: dict[str, np.ndarray] | None = None
     owner: Hashable | None = None  # the task's load id when `entries` is set
+    task: str | None = None  # the task's name, for statistics only
     future: Future = field(default_factory=Future)
     arrived: float = field(default_factory=time.perf_counter)
 
@@ -217,6 +218,11 @@ class Batcher:
             if batch is None:
                 return
             self._execute(batch)
+
+    def execute(self, batch: list[BackboneCall]) -> None:
+        """Run calls of one key as one backbone call now, in this thread, resolving their futures
+        (a failing batch is rerun call by call). The Ray engine's backbone replicas use this."""
+        self._execute(batch)
 
     def _execute(self, batch: list[BackboneCall]) -> None:
         first = batch[0]

@@ -66,11 +66,12 @@ class ServeConfig:
 class Deployment:
     """Seal + registry + batcher + service, and the thread that watches the adapters folder."""
 
-    def __init__(self, seal: Seal, adapters_dir: str | Path | None, config: ServeConfig | None = None):
+    def __init__(self, seal: Seal, adapters_dir: str | Path | None, config: ServeConfig | None = None, batcher: Batcher | None = None):
         self.config = (config or ServeConfig()).check()
         self.seal = seal
         self.registry = Registry(seal, adapters_dir)
-        self.batcher = Batcher(self.config.max_batch, self.config.max_wait_ms, self.config.max_queue, enabled=self.config.batching)
+        # `batcher`: another backbone runner with Batcher's interface (the Ray engine's remote backbone)
+        self.batcher = batcher or Batcher(self.config.max_batch, self.config.max_wait_ms, self.config.max_queue, enabled=self.config.batching)
         self.service = Service(self.registry, self.batcher, self.config.limits)
         self.started_at: float | None = None
         self.ready = False
@@ -116,11 +117,7 @@ class Deployment:
                 continue
             tower = self.seal.tower(tower_name)
             try:
-                feeds = {}
-                for spec in tower.spec.inputs:
-                    shape = [1 if i == 0 else 2 if isinstance(d, str) else d for i, d in enumerate(spec.shape)]
-                    feeds[spec.name] = np.ones(shape, dtype=spec.dtype) if spec.dtype.startswith("int") else np.zeros(shape, dtype=spec.dtype)
-                tower.forward(feeds, entries)
+                tower.forward(warm_feeds(tower), entries)
                 self._warm.add(key)
             except Exception as exc:  # warming is an optimisation; the first request would show the problem
                 log.warning("could not warm tower %s: %s", tower_name, exc)
@@ -134,6 +131,15 @@ class Deployment:
             "batcher": self.batcher.snapshot(),
             "indexes": self.service.index_sizes(),
         }
+
+
+def warm_feeds(tower) -> dict[str, np.ndarray]:
+    """A one-item input for a tower (zeros, ones for integer inputs): running it creates its sessions."""
+    feeds = {}
+    for spec in tower.spec.inputs:
+        shape = [1 if i == 0 else 2 if isinstance(d, str) else d for i, d in enumerate(spec.shape)]
+        feeds[spec.name] = np.ones(shape, dtype=spec.dtype) if spec.dtype.startswith("int") else np.zeros(shape, dtype=spec.dtype)
+    return feeds
 
 
 def bind_socket(host: str, port: int) -> socket.socket:

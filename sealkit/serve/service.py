@@ -139,7 +139,7 @@ class Service:
         values = [self._decode_image(v, f"images[{i}]") for i, v in enumerate(items.values)] if items.modality == "image" else items.values
         feeds = runtime.adapt_inputs(tower.name, tower_inputs(tower, values)).feeds(tower)
         entries = runtime.entries(tower.name)
-        return BackboneCall(tower, feeds, entries, owner=task.uid if entries else None)
+        return BackboneCall(tower, feeds, entries, owner=task.uid if entries else None, task=task.name)
 
     # --- operations ---------------------------------------------------------------------------
     async def embed(self, name: str, items: Items) -> tuple[ServedTask, np.ndarray]:
