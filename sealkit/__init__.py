@@ -65,12 +65,12 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs; never executed
-    from sealkit.adapters.config import AdapterConfig, TaskSpec
-    from sealkit.adapters.file import read_adapter_file
-    from sealkit.data.dataset import Dataset, Example
-    from sealkit.data.readers import load_dataset
-    from sealkit.errors import SealkitError
-    from sealkit.runtime.seal import Seal, open_seal
-    from sealkit.runtime.task import Prediction, TaskRuntime
-    from sealkit.train.api import AdaptResult, adapt, evaluate
-    from sealkit.train.config import TrainConfig
+    from sealkit.adapters.config import AdapterConfig as AdapterConfig, TaskSpec as TaskSpec
+    from sealkit.adapters.file import read_adapter_file as read_adapter_file
+    from sealkit.data.dataset import Dataset as Dataset, Example as Example
+    from sealkit.data.readers import load_dataset as load_dataset
+    from sealkit.errors import SealkitError as SealkitError
+    from sealkit.runtime.seal import Seal as Seal, open_seal as open_seal
+    from sealkit.runtime.task import Prediction as Prediction, TaskRuntime as TaskRuntime
+    from sealkit.train.api import AdaptResult as AdaptResult, adapt as adapt, evaluate as evaluate
+    from sealkit.train.config import TrainConfig as TrainConfig

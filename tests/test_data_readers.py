@@ -149,7 +149,7 @@ def test_truncated_or_garbage_idx_is_an_error(tmp_path):
 
 
 def test_load_dataset_unknown_sources(tmp_path):
-    with pytest.raises(DataError, match="not a built-in dataset"):
+    with pytest.raises(DataError, match="not a named dataset"):
         load_dataset(str(tmp_path / "nothing.csv"))
     with pytest.raises(DataError, match="rotten-tomatoes:sentiment"):
         load_dataset("rotten-tomatoes:nonsense")

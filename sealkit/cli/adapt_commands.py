@@ -240,7 +240,8 @@ def predict(
 ) -> None:
     """Labels, top-k matches or embeddings for images and texts, on the torch-free runtime."""
     from sealkit.runtime.seal import open_seal
-    from sealkit.runtime.task import TaskRuntime, normalise
+    from sealkit.adapters.functional import normalise
+    from sealkit.runtime.task import TaskRuntime
 
     opened = open_seal(seal, key=read_key_bytes(key))
     runtime = TaskRuntime(opened, adapter)

@@ -14,6 +14,7 @@ HINTS = {
     "keygen-out": "pass another --out",
     "verify-key": "check --verify-key",
     "exposure": "use --method dga, or ask the owner for a seal exported with --exposure light",
+    "exposure-export": "--exposure light needs them; pass --exposure dark",
     "head": "pass --head linear",
     "columns": "pass --image-col, --text-col and/or --label-col",
     "column:image": "pass --image-col",

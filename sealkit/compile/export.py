@@ -149,7 +149,7 @@ def export_seal(
     if exposure not in EXPOSURES:
         raise ExportError(f"exposure must be one of {EXPOSURES}, got {exposure!r}")
     if exposure == "light" and not any(t.entry_points for t in recipe.towers):
-        raise ExportError(f"exposure light needs entry points, but recipe '{recipe.name}' declares none; export with --exposure dark")
+        raise ExportError(f"exposure light needs entry points, but recipe '{recipe.name}' declares none; export with exposure dark", topic="exposure-export")
     started = time.perf_counter()
     pool = WeightPool()
     towers: dict[str, TowerSpec] = {}
