@@ -9,7 +9,6 @@ Imports torch (the adapt path only).
 
 from __future__ import annotations
 
-import io
 import math
 import time
 from collections.abc import Callable
@@ -22,11 +21,9 @@ import torch
 
 from sealkit.adapters.pack import AdapterPack
 from sealkit.data.dataset import Dataset
-from sealkit.errors import CheckpointError, SealkitError
-from sealkit.fileio import atomic_write_bytes
+from sealkit.errors import SealkitError
+from sealkit.train.checkpoint import load_checkpoint, save_checkpoint
 from sealkit.train.tasks import Task
-
-CHECKPOINT_VERSION = 1
 
 
 @dataclass
@@ -76,32 +73,6 @@ def batch_indices(step: int, n: int, batch: int, seed: int) -> np.ndarray:
         take = min(batch - len(out), n - offset)
         out.extend(order[offset : offset + take].tolist())
     return np.asarray(out)
-
-
-def _state_bytes(obj: dict) -> bytes:
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    return buffer.getvalue()
-
-
-def save_checkpoint(path: Path, state: dict) -> None:
-    atomic_write_bytes(path, _state_bytes({"version": CHECKPOINT_VERSION, **state}))
-
-
-def load_checkpoint(path: Path, identity: dict) -> dict:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except FileNotFoundError:
-        raise CheckpointError(f"no checkpoint at {path} to resume from; run without --resume to start fresh") from None
-    except Exception as exc:
-        raise CheckpointError(f"checkpoint {path} is unreadable ({type(exc).__name__}); delete it and run without --resume") from None
-    if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
-        raise CheckpointError(f"checkpoint {path} is not a sealkit checkpoint of this version; delete it and run without --resume")
-    saved = state.get("identity", {})
-    changed = sorted(k for k in identity if saved.get(k) != identity[k])
-    if changed:
-        raise CheckpointError(f"checkpoint {path} is from a different run ({', '.join(changed)} differ); use the same settings or delete it")
-    return state
 
 
 def fit(
