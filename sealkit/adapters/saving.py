@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from sealkit.adapters.file import read_adapter_file, write_adapter_file
+from sealkit.adapters.validate import validate_adapter
 from sealkit.adapters.modules import AdapterConfig
 from sealkit.adapters.pack import AdapterPack, TaskSpec
 from sealkit.errors import AdapterError
@@ -44,6 +45,7 @@ def save_adapter(path: str | Path, pack: AdapterPack, extra_meta: dict[str, Any]
         "shapes": {name: list(value.shape) for name, value in tensors.items()},
         **(extra_meta or {}),
     }
+    validate_adapter(meta, tensors, path)  # never write an adapter that would be refused at load (e.g. NaN weights)
     return write_adapter_file(path, meta, tensors)
 
 

@@ -34,11 +34,13 @@ def serve(
     threads: int = typer.Option(0, "--threads", help="onnxruntime threads per backbone call (0: all cores)."),
     weights: str = typer.Option("shared", "--weights", help="shared: the weights held once (least memory); copied: onnxruntime's own optimised copy per graph (faster small batches, about one more weights' worth of memory)."),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
+    admin_without_token: bool = typer.Option(False, "--admin-without-token", help="Enable /admin/* without a token, for loopback clients of a loopback-only server."),
 ) -> None:
     """Serve every adapter in a folder from one backbone: /tasks, /tasks/NAME/embed|classify|index|retrieve, /docs.
 
     The seal key comes from --key or $SEALKIT_KEY only, never from a request. Set
-    $SEALKIT_ADMIN_TOKEN to require 'Authorization: Bearer <token>' on /admin/*.
+    $SEALKIT_ADMIN_TOKEN to enable /admin/* with 'Authorization: Bearer <token>'; without it the
+    admin API is disabled, unless --admin-without-token on a loopback --host.
     """
     try:
         import uvicorn  # noqa: F401
@@ -63,7 +65,12 @@ def serve(
         poll_seconds=poll_seconds,
         admin_token=os.environ.get("SEALKIT_ADMIN_TOKEN") or None,
         log_level=log_level,
+        admin_without_token=admin_without_token,
     ).check()
+    from sealkit.serve.server import exposure_warnings
+
+    for warning in exposure_warnings(config):
+        console.print(f"[bold yellow]warning:[/bold yellow] {warning}", highlight=False, soft_wrap=True)
     if not adapters.is_dir():
         raise ServeError(f"--adapters {adapters} is not a folder; create it and put TASK.adapter files in it")
     opened = open_seal(seal, key=read_key_bytes(key), verify_key=verify_key, threads=threads, weights=weights)

@@ -16,6 +16,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from sealkit.adapters.file import AdapterFile, read_adapter_file
+from sealkit.adapters.validate import validate_for_seal
 from sealkit.errors import AdapterError, DataError
 from sealkit.runtime.inputs import image_inputs, text_inputs, tower_feeds
 from sealkit.runtime.seal import Seal, Tower
@@ -58,6 +59,7 @@ class TaskRuntime:
     def __init__(self, seal: Seal, adapter: str | Path | AdapterFile, name: str | None = None):
         file = adapter if isinstance(adapter, AdapterFile) else read_adapter_file(adapter)
         file.check_seal(seal.seal_id)
+        validate_for_seal(file.meta, file.tensors, file.path, seal.manifest)
         self.seal = seal
         self.file = file
         self.meta = file.meta
