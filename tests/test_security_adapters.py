@@ -20,21 +20,13 @@ from safetensors.numpy import save as save_numpy
 from sealkit.adapters.file import CONTENT_DIGEST_KEY, DIGEST_KEY, read_adapter_file, write_adapter_file
 from sealkit.errors import AdapterError
 from sealkit.runtime.task import TaskRuntime
-from synthetic import permuted_colour_texts
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")
-def good(text_seal, tmp_path_factory) -> Path:
-    from sealkit.adapters.modules import AdapterConfig
-    from sealkit.train.api import adapt
-    from sealkit.train.loop import TrainConfig
-
-    out = tmp_path_factory.mktemp("good") / "words.adapter"
-    data = permuted_colour_texts(2, seed=0)
-    adapt(text_seal, data, data, out, method="dga", config=TrainConfig(steps=2, batch=6, eval_every=2), adapter_config=AdapterConfig("dga", text_prompts=2, output_hidden=8), progress=False, zero_shot=False)
-    return out
+def good(text_adapter) -> Path:
+    return text_adapter
 
 
 def _variant(good: Path, folder: Path, name: str, meta_change=None, tensor_change=None) -> Path:
@@ -113,15 +105,17 @@ def test_bad_tensors_are_refused_on_read(case, good, tmp_path):
 
 
 def test_shapes_that_do_not_fit_the_seal_are_refused_by_the_runtime(good, text_seal, tmp_path):
-    def wider(t):  # consistent within the file, but the tower gives another width
-        for suffix in ("output.down.weight", "output.proj.weight"):
-            if any(k.endswith(suffix) for k in t):
-                key = _key(t, suffix)
-                t[key] = np.zeros((t[key].shape[0], t[key].shape[1] + 1), np.float32)
+    def wider(t):  # the text input adapter made one wider, consistently: the seal's tokens are narrower
+        prefix = "towers.text.input."
+        rank, width = t[prefix + "down.weight"].shape
+        t[prefix + "down.weight"] = np.zeros((rank, width + 1), np.float32)
+        t[prefix + "up.weight"] = np.zeros((width + 1, rank), np.float32)
+        t[prefix + "up.bias"] = np.zeros(width + 1, np.float32)
+        t[prefix + "prompts"] = np.zeros((t[prefix + "prompts"].shape[0], width + 1), np.float32)
 
     path = _variant(good, tmp_path, "wide", meta_change=_pop("shapes"), tensor_change=wider)
     read_adapter_file(path)  # nothing wrong in the file alone
-    with pytest.raises(AdapterError, match=r"wide.adapter is not a usable adapter: its output adapter for tower 'text' takes width \d+, the seal's tower gives"):
+    with pytest.raises(AdapterError, match=r"wide.adapter is not a usable adapter: its input adapter for tower 'text' takes width \d+, the seal's tower takes"):
         TaskRuntime(text_seal, path)
 
 

@@ -25,22 +25,14 @@ from sealkit.errors import ServeError
 from sealkit.serve.errors import TooLargeError
 from sealkit.serve.server import BackgroundServer, Deployment, ServeConfig, exposure_warnings
 from sealkit.serve.service import Items, Limits
-from synthetic import permuted_colour_texts
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 TIMEOUT = httpx.Timeout(30.0)
 
 
 @pytest.fixture(scope="module")
-def adapter(text_seal, tmp_path_factory) -> Path:
-    from sealkit.adapters.modules import AdapterConfig
-    from sealkit.train.api import adapt
-    from sealkit.train.loop import TrainConfig
-
-    out = tmp_path_factory.mktemp("trained") / "words.adapter"
-    data = permuted_colour_texts(2, seed=0)
-    adapt(text_seal, data, data, out, method="dga", config=TrainConfig(steps=2, batch=6, eval_every=2), adapter_config=AdapterConfig("dga", output_hidden=8), progress=False, zero_shot=False)
-    return out
+def adapter(text_adapter) -> Path:
+    return text_adapter
 
 
 def method_key_edited(adapter: Path, folder: Path, name: str) -> Path:

@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from sealkit.cli.common import KeyOption, app, console, read_key_bytes
+from sealkit.cli.common import KeyOption, VerifyKeyOption, app, console, open_seal_checked
 from sealkit.errors import ServeError
 
 
@@ -23,7 +23,7 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (loopback by default; 0.0.0.0 exposes the server)."),
     port: int = typer.Option(8000, "--port", help="Port to listen on; 0 picks a free one (printed)."),
     key: Optional[Path] = KeyOption,
-    verify_key: Optional[Path] = typer.Option(None, "--verify-key", help="The owner's public key; refuse the seal unless it verifies."),
+    verify_key: Optional[Path] = VerifyKeyOption,
     max_batch: int = typer.Option(32, "--max-batch", help="Most items in one backbone call."),
     max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", help="Longest a request waits for others to share its backbone call."),
     max_queue: int = typer.Option(256, "--max-queue", help="Most requests waiting for the backbone; more get 503."),
@@ -47,7 +47,6 @@ def serve(
         import fastapi  # noqa: F401
     except ImportError:
         raise ServeError("sealkit serve needs FastAPI and uvicorn: pip install 'sealkit[serve]'") from None
-    from sealkit.runtime.seal import open_seal
     from sealkit.serve.server import Deployment, ServeConfig, serve_forever
     from sealkit.serve.service import Limits
 
@@ -73,7 +72,7 @@ def serve(
         console.print(f"[bold yellow]warning:[/bold yellow] {warning}", highlight=False, soft_wrap=True)
     if not adapters.is_dir():
         raise ServeError(f"--adapters {adapters} is not a folder; create it and put TASK.adapter files in it")
-    opened = open_seal(seal, key=read_key_bytes(key), verify_key=verify_key, threads=threads, weights=weights)
+    opened = open_seal_checked(seal, key, verify_key, threads=threads, weights=weights)
     deployment = Deployment(opened, adapters, config).start()
     tasks = deployment.registry.tasks()
     console.print(f"seal '{opened.manifest.name}' ({opened.seal_id}): {len(tasks)} task(s) from {adapters}: {', '.join(t.name for t in tasks) or 'none yet'}", highlight=False, soft_wrap=True)

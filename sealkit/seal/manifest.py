@@ -14,7 +14,8 @@ from typing import Any
 from sealkit.errors import SealFormatError
 
 FORMAT_NAME = "sealkit-seal"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # written; 2 binds the manifest into every blob's AES-GCM associated data
+READABLE_VERSIONS = (1, 2)  # 1: blobs bound to the seal's salt and their name only
 DYNAMIC_DIMS = ("batch", "sequence")
 ENTRY_KINDS = ("add", "prompt")
 EXPOSURES = ("dark", "light")
@@ -122,7 +123,10 @@ class BlobRecord:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "BlobRecord":
-        return cls(d["name"], int(d["offset"]), int(d["length"]), d["sha256"], d.get("nonce"))
+        record = cls(str(d["name"]), int(d["offset"]), int(d["length"]), str(d["sha256"]), d.get("nonce"))
+        if record.offset < 0 or record.length < 0:
+            raise ValueError(f"blob '{record.name}' has a negative offset or length")
+        return record
 
 
 @dataclass
@@ -168,13 +172,21 @@ class Manifest:
     def signed_bytes(self) -> bytes:
         return canonical_json(self.to_dict())
 
+    def bound_digest(self) -> str:
+        """SHA-256 of everything in the manifest but its blob list and id: format 2 binds it into the
+        encryption, so a manifest edited after sealing (and given a recomputed id) no longer decrypts.
+        (The blob list cannot be bound: it holds the ciphertexts' hashes; they are checked on read.)"""
+        bound = self.to_dict(with_id=False)
+        bound.pop("blobs")
+        return hashlib.sha256(canonical_json(bound)).hexdigest()
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Manifest":
         if not isinstance(d, dict) or d.get("format") != FORMAT_NAME:
             raise SealFormatError("the header is not a sealkit manifest; is this a seal file?")
         version = d.get("format_version")
-        if version != FORMAT_VERSION:
-            raise SealFormatError(f"seal format version {version} is not supported by this sealkit (reads {FORMAT_VERSION}); upgrade sealkit or re-export the seal")
+        if isinstance(version, bool) or version not in READABLE_VERSIONS:
+            raise SealFormatError(f"seal format version {version} is not supported by this sealkit (reads {', '.join(map(str, READABLE_VERSIONS))}); upgrade sealkit or re-export the seal")
         try:
             return cls(
                 name=str(d.get("name", "")),

@@ -10,6 +10,8 @@ Imports torch (the adapt path only).
 from __future__ import annotations
 
 import math
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -21,7 +23,7 @@ import torch
 
 from sealkit.adapters.pack import AdapterPack
 from sealkit.data.dataset import Dataset
-from sealkit.errors import SealkitError
+from sealkit.errors import SealkitError, TrainingError
 from sealkit.train.checkpoint import load_checkpoint, save_checkpoint
 from sealkit.train.tasks import Task
 
@@ -75,6 +77,33 @@ def batch_indices(step: int, n: int, batch: int, seed: int) -> np.ndarray:
     return np.asarray(out)
 
 
+def _kept(step: int | None, path: Path) -> str:
+    return f"the last good checkpoint (step {step}) is kept in {path}" if step is not None else "no checkpoint was written yet"
+
+
+def interrupt_on_signals() -> Callable[[], None]:
+    """Make SIGTERM and SIGHUP stop training like Ctrl-C (checkpoint, then exit); returns the undo.
+
+    Only in the main thread (Python delivers signals there); elsewhere it changes nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = {}
+
+    def interrupt(signum, _frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    for name in ("SIGTERM", "SIGHUP"):
+        number = getattr(signal, name, None)
+        if number is not None:
+            previous[number] = signal.signal(number, interrupt)
+
+    def restore() -> None:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+    return restore
+
+
 def fit(
     task: Task,
     pack: AdapterPack,
@@ -111,7 +140,10 @@ def fit(
         torch.set_rng_state(state["torch_rng"])
         step, best, history = state["step"], state["best"], state["history"]
 
+    saved = {"step": step if resume else None}
+
     def checkpoint() -> None:
+        saved["step"] = step
         save_checkpoint(
             checkpoint_path,
             {
@@ -147,16 +179,21 @@ def fit(
     interrupted = False
     last_metrics: dict[str, float] = history[-1] if history else {}
     pack.train()
+    restore_signals = interrupt_on_signals()
     try:
         while step < config.steps:
             examples = [train.examples[i] for i in batch_indices(step, len(train), config.batch, config.seed)]
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(step, config)
             loss = task.loss(pack, examples)
+            if not torch.isfinite(loss):
+                raise TrainingError(f"the loss became {loss.item()} at step {step + 1}: training diverged; {_kept(saved['step'], checkpoint_path)}; lower --lr")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(parameters, 5.0)
             optimizer.step()
+            if not all(bool(torch.isfinite(p).all()) for p in parameters):
+                raise TrainingError(f"the adapter weights became NaN or infinite at step {step + 1}: training diverged; {_kept(saved['step'], checkpoint_path)}; lower --lr")
             step += 1
             seen += len(examples)
             if bar is not None:
@@ -173,7 +210,13 @@ def fit(
     except KeyboardInterrupt:
         interrupted = True
         checkpoint()
+    except TrainingError:
+        raise  # the weights are not finite: keep the last good checkpoint as it is
+    except SealkitError:
+        checkpoint()  # e.g. an unreadable file at this step: keep the steps done so far, then report it
+        raise
     finally:
+        restore_signals()
         if bar is not None:
             bar.close()
     if best["state"] is not None:
