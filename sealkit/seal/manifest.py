@@ -188,7 +188,7 @@ class Manifest:
         if isinstance(version, bool) or version not in READABLE_VERSIONS:
             raise SealFormatError(f"seal format version {version} is not supported by this sealkit (reads {', '.join(map(str, READABLE_VERSIONS))}); upgrade sealkit or re-export the seal")
         try:
-            return cls(
+            return _checked(cls(
                 name=str(d.get("name", "")),
                 exposure=d["exposure"],
                 towers={k: TowerSpec.from_dict(t) for k, t in d["towers"].items()},
@@ -197,9 +197,24 @@ class Manifest:
                 encryption=d.get("encryption"),
                 seal_id=d.get("seal_id", ""),
                 format_version=version,
-            )
+            ))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise SealFormatError(f"the seal manifest is malformed ({type(exc).__name__}: {exc}); re-export the seal") from None
+
+
+def _checked(manifest: Manifest) -> Manifest:
+    """Raise ValueError for fields of the wrong type, which would otherwise fail later, far from the cause."""
+    if manifest.encryption is not None and not (isinstance(manifest.encryption, dict) and all(isinstance(v, str) for v in manifest.encryption.values())):
+        raise ValueError("encryption must be null or an object of strings")
+    if not isinstance(manifest.exposure, str) or not isinstance(manifest.seal_id, str):
+        raise ValueError("exposure and seal_id must be strings")
+    for name, tower in manifest.towers.items():
+        if not isinstance(tower.modality, str) or not all(isinstance(g, str) or g is None for g in tower.graphs.values()):
+            raise ValueError(f"tower '{name}' has a non-string modality or graph name")
+        for spec in [*tower.inputs, tower.output, *(tower.embed or {}).values()]:
+            if not isinstance(spec.name, str) or not isinstance(spec.dtype, str) or not all(isinstance(s, (int, str)) and not isinstance(s, bool) for s in spec.shape):
+                raise ValueError(f"tower '{name}' has a malformed tensor spec")
+    return manifest
 
 
 def canonical_json(obj: Any) -> bytes:
