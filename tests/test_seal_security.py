@@ -462,7 +462,7 @@ def test_blob_spliced_from_another_seal_with_the_same_key_is_rejected(tmp_path, 
     manifest.seal_id = manifest.compute_id()
     header = json.dumps({"manifest": manifest.to_dict(), "signature": None}, sort_keys=True).encode()
     spliced = tmp_path / "spliced.seal"
-    spliced.write_bytes(struct.pack("<8sHI", b"SEALKIT\x00", 1, len(header)) + header + bytes(stolen))
+    spliced.write_bytes(struct.pack("<8sHI", b"SEALKIT\x00", manifest.format_version, len(header)) + header + bytes(stolen))
     opened = read_seal(spliced)  # structure and hashes are consistent...
     with pytest.raises(SealIntegrityError):
         opened.blob("weights", key_bytes)  # ...but the ciphertext belongs to another seal

@@ -139,52 +139,46 @@ def read_seal(path: str | Path) -> SealFile:
         raise SealFormatError(f"no seal at {path}; check the path") from None
     except OSError as exc:
         raise SealFormatError(f"cannot read {path}: {exc.strerror or exc}") from None
-    try:
-        return _read_seal(path, handle)
-    except BaseException:
-        handle.close()
-        raise
-
-
-def _read_seal(path: Path, handle) -> SealFile:
-    """The checks of `read_seal`, reading from the open handle."""
-    size = os.fstat(handle.fileno()).st_size
-    prefix = handle.read(_PREFIX.size)
-    if len(prefix) < _PREFIX.size or not prefix.startswith(MAGIC):
-        raise SealFormatError(f"{path} is not a sealkit seal (bad magic bytes)")
-    _, version, header_len = _PREFIX.unpack(prefix)
-    if version not in READABLE_VERSIONS:
-        raise SealFormatError(f"{path} uses seal format version {version}; this sealkit reads versions {', '.join(map(str, READABLE_VERSIONS))}. Upgrade sealkit or re-export the seal")
-    header_end = _PREFIX.size + header_len
-    if header_end > size:
-        raise SealIntegrityError(f"{path} is truncated ({size} bytes, the header alone needs {header_end}); copy the seal again")
-    try:
-        header = json.loads(handle.read(header_len).decode("utf-8"))
-        manifest_dict = header["manifest"]
-        signature = header.get("signature")
-    except (UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
-        raise SealIntegrityError(f"{path} has a corrupted header; the file was tampered with or damaged, copy the seal again") from None
-    manifest = Manifest.from_dict(manifest_dict)
-    if manifest.format_version != version:
-        raise SealIntegrityError(f"{path}: the file says format {version} but its manifest says {manifest.format_version}; the file was tampered with, copy the seal again")
-    if manifest.compute_id() != manifest.seal_id or canonical_json(manifest.to_dict()) != canonical_json(manifest_dict):
-        raise SealIntegrityError(f"{path}: the manifest does not match its seal id; the file was tampered with, copy the seal again")
-    region = size - header_end
-    needed = max((b.offset + b.length for b in manifest.blobs), default=0)
-    if region < needed:
-        raise SealIntegrityError(f"{path} is truncated: {region} of {needed} blob bytes present; copy the seal again")
-    if region > needed:
-        raise SealIntegrityError(f"{path} has {region - needed} unexpected trailing bytes; the file was tampered with, copy the seal again")
-    for record in sorted(manifest.blobs, key=lambda b: b.offset):
-        handle.seek(header_end + record.offset)
-        digest = hashlib.sha256()
-        remaining = record.length
-        while remaining:
-            chunk = handle.read(min(_HASH_CHUNK, remaining))
-            if not chunk:
-                break
-            digest.update(chunk)
-            remaining -= len(chunk)
-        if remaining or digest.hexdigest() != record.sha256:
-            raise SealIntegrityError(f"{path}: blob '{record.name}' does not match its hash; the file was tampered with or damaged, copy the seal again")
-    return SealFile(path, manifest, signature, header_end, handle)
+    with handle:
+        size = path.stat().st_size
+        prefix = handle.read(_PREFIX.size)
+        if len(prefix) < _PREFIX.size or not prefix.startswith(MAGIC):
+            raise SealFormatError(f"{path} is not a sealkit seal (bad magic bytes)")
+        _, version, header_len = _PREFIX.unpack(prefix)
+        if version not in READABLE_VERSIONS:
+            raise SealFormatError(f"{path} uses seal format version {version}; this sealkit reads versions {', '.join(map(str, READABLE_VERSIONS))}. Upgrade sealkit or re-export the seal")
+        header_end = _PREFIX.size + header_len
+        if header_end > size:
+            raise SealIntegrityError(f"{path} is truncated ({size} bytes, the header alone needs {header_end}); copy the seal again")
+        try:
+            header = json.loads(handle.read(header_len).decode("utf-8"))
+            manifest_dict = header["manifest"]
+            signature = header.get("signature")
+        except (UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
+            raise SealIntegrityError(f"{path} has a corrupted header; the file was tampered with or damaged, copy the seal again") from None
+        manifest = Manifest.from_dict(manifest_dict)
+        if manifest.format_version != version:
+            raise SealIntegrityError(f"{path}: the file says format {version} but its manifest says {manifest.format_version}; the file was tampered with, copy the seal again")
+        if manifest.compute_id() != manifest.seal_id or canonical_json(manifest.to_dict()) != canonical_json(manifest_dict):
+            raise SealIntegrityError(f"{path}: the manifest does not match its seal id; the file was tampered with, copy the seal again")
+        region = size - header_end
+        needed = max((b.offset + b.length for b in manifest.blobs), default=0)
+        if region < needed:
+            raise SealIntegrityError(f"{path} is truncated: {region} of {needed} blob bytes present; copy the seal again")
+        if region > needed:
+            raise SealIntegrityError(f"{path} has {region - needed} unexpected trailing bytes; the file was tampered with, copy the seal again")
+        for record in sorted(manifest.blobs, key=lambda b: b.offset):
+            handle.seek(header_end + record.offset)
+            digest = hashlib.sha256()
+            remaining = record.length
+            while remaining:
+                chunk = handle.read(min(_HASH_CHUNK, remaining))
+                if not chunk:
+                    break
+                digest.update(chunk)
+                remaining -= len(chunk)
+            if remaining or digest.hexdigest() != record.sha256:
+                raise SealIntegrityError(f"{path}: blob '{record.name}' does not match its hash; the file was tampered with or damaged, copy the seal again")
+    # blobs are read later through a handle held open (see SealFile); every read is re-hashed, so a
+    # file swapped between the checks above and this open is caught like any other change
+    return SealFile(path, manifest, signature, header_end, path.open("rb"))
