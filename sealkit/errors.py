@@ -104,3 +104,15 @@ class ServeError(SealkitError):
     """The serving configuration is invalid (adapters folder, port, limits)."""
 
     exit_code = 16
+
+
+class TrainingError(SealkitError):
+    """Training cannot go on: the loss or the weights became NaN or infinite (the last good checkpoint is kept)."""
+
+    exit_code = 17
+
+
+class OutputPathError(SealkitError):
+    """An output path cannot be written (a folder, under a file, read-only); checked before any work."""
+
+    exit_code = 18

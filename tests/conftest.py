@@ -95,3 +95,19 @@ def pair_seal(tiny_pair_seal, key_bytes):
     from sealkit.runtime.seal import open_seal
 
     return open_seal(tiny_pair_seal, key=key_bytes, threads=1)
+
+
+@pytest.fixture(scope="module")
+def text_adapter(text_seal, tmp_path_factory):
+    """A dga classify adapter (text head, two prompt tokens) trained for two steps on the tiny text seal."""
+    from synthetic import one_torch_thread, permuted_colour_texts
+
+    from sealkit.adapters.config import AdapterConfig
+    from sealkit.train.api import adapt
+    from sealkit.train.loop import TrainConfig
+
+    out = tmp_path_factory.mktemp("text-adapter") / "words.adapter"
+    data = permuted_colour_texts(2, seed=0)
+    with one_torch_thread():
+        adapt(text_seal, data, data, out, method="dga", config=TrainConfig(steps=2, batch=6, eval_every=2), adapter_config=AdapterConfig("dga", text_prompts=2, output_hidden=8), progress=False, zero_shot=False)
+    return out

@@ -128,7 +128,7 @@ def test_inspect_json_describes_the_exported_seal_and_verifies_it(cli_seal, cli_
     assert_ok(result)
     report = json.loads(result.stdout)
     manifest = report["manifest"]
-    assert manifest["name"] == "tiny-vit" and manifest["exposure"] == "dark" and manifest["format_version"] == 1
+    assert manifest["name"] == "tiny-vit" and manifest["exposure"] == "dark" and manifest["format_version"] == 2
     assert manifest["encryption"]["algorithm"] == "AES-256-GCM"
     tower = manifest["towers"]["image"]
     assert tower["inputs"][0]["name"] == "pixels" and tower["inputs"][0]["shape"] == ["batch", 3, 32, 32]

@@ -43,7 +43,7 @@ def split(data: bytes) -> tuple[int, dict, bytes]:
     return version, json.loads(data[PREFIX.size : PREFIX.size + length]), data[PREFIX.size + length :]
 
 
-def join(header: dict, region: bytes, version: int = 1) -> bytes:
+def join(header: dict, region: bytes, version: int = 2) -> bytes:
     raw = json.dumps(header, sort_keys=True).encode("utf-8")
     return PREFIX.pack(MAGIC, version, len(raw)) + raw + region
 
@@ -287,15 +287,15 @@ def test_a_seal_cut_short_after_opening_is_caught_when_a_graph_loads(seal_copy, 
 
 def test_an_unknown_format_version_is_a_format_error(seal_copy, keys, tmp_path):
     version, header, region = split(seal_copy.read_bytes())
-    assert version == 1
-    future = write(tmp_path / "future.seal", join(header, region, version=2))
-    with pytest.raises(SealFormatError, match="version 2"):
+    assert version == 2
+    future = write(tmp_path / "future.seal", join(header, region, version=99))
+    with pytest.raises(SealFormatError, match="version 99"):
         open_seal(future, key=keys["key"])
 
-    header["manifest"]["format_version"] = 2
+    header["manifest"]["format_version"] = 99
     reseal_id(header["manifest"])
-    future_manifest = write(tmp_path / "future-manifest.seal", join(header, region, version=1))
-    with pytest.raises(SealFormatError, match="version 2"):
+    future_manifest = write(tmp_path / "future-manifest.seal", join(header, region, version=2))
+    with pytest.raises(SealFormatError, match="version 99"):
         read_seal(future_manifest)
 
 
@@ -462,7 +462,7 @@ def test_blob_spliced_from_another_seal_with_the_same_key_is_rejected(tmp_path, 
     manifest.seal_id = manifest.compute_id()
     header = json.dumps({"manifest": manifest.to_dict(), "signature": None}, sort_keys=True).encode()
     spliced = tmp_path / "spliced.seal"
-    spliced.write_bytes(struct.pack("<8sHI", b"SEALKIT\x00", 1, len(header)) + header + bytes(stolen))
+    spliced.write_bytes(struct.pack("<8sHI", b"SEALKIT\x00", manifest.format_version, len(header)) + header + bytes(stolen))
     opened = read_seal(spliced)  # structure and hashes are consistent...
     with pytest.raises(SealIntegrityError):
         opened.blob("weights", key_bytes)  # ...but the ciphertext belongs to another seal

@@ -103,7 +103,7 @@ def text_server(tmp_path_factory, text_seal, adapters):
     folder = tmp_path_factory.mktemp("adapters")
     for name in ("words", "words-prompts", "words-lga", "pairs"):
         shutil.copy(adapters[name], folder / f"{name}.adapter")
-    config = ServeConfig(max_batch=16, max_wait_ms=20, max_queue=64, limits=LIMITS, poll_seconds=0.2, log_level="warning")
+    config = ServeConfig(max_batch=16, max_wait_ms=20, max_queue=64, limits=LIMITS, poll_seconds=0.2, log_level="warning", admin_without_token=True)
     deployment = Deployment(text_seal, folder, config).start()
     with BackgroundServer(deployment) as server:
         server.folder = folder

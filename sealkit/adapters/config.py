@@ -82,6 +82,14 @@ class TaskSpec:
     templates: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.query_tower, str) or not self.query_tower or not isinstance(self.query_field, str):
+            raise AdapterError("the task names no query tower and field")
+        if self.key_tower is not None and not isinstance(self.key_tower, str):
+            raise AdapterError(f"the task's key_tower must be a tower name, got {self.key_tower!r}")
+        for name in ("class_names", "templates"):
+            value = getattr(self, name)
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise AdapterError(f"the task's {name} must be a list of strings")
         if self.task not in TASKS:
             raise AdapterError(f"unknown task {self.task!r}; use one of {', '.join(TASKS)}")
         if self.head not in HEADS:

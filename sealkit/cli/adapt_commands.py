@@ -16,10 +16,11 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from sealkit.cli.common import KeyOption, app, console, read_key_bytes
+from sealkit.cli.checks import at_least, check_templates, positive_finite
+from sealkit.cli.common import KeyOption, VerifyKeyOption, app, console, open_seal_checked
 from sealkit.data.dataset import Dataset
 from sealkit.errors import DataError, SealkitError
-from sealkit.fileio import atomic_write_json
+from sealkit.fileio import atomic_write_json, check_output_path
 
 DataOpts = {
     "image_col": typer.Option(None, "--image-col", help="Table column holding image paths (relative to the table)."),
@@ -104,7 +105,7 @@ def adapt(
     shared_dim: int = typer.Option(128, "--shared-dim", help="Width of the shared space when two towers differ."),
     on_bad: str = typer.Option("skip", "--on-bad", help="A bad file in the data: skip (and report) or error."),
     key: Optional[Path] = KeyOption,
-    verify_key: Optional[Path] = typer.Option(None, "--verify-key", help="The owner's public key; refuse the seal unless it verifies."),
+    verify_key: Optional[Path] = VerifyKeyOption,
     image_col: Optional[str] = DataOpts["image_col"],
     text_col: Optional[str] = DataOpts["text_col"],
     text_b_col: Optional[str] = DataOpts["text_b_col"],
@@ -112,10 +113,17 @@ def adapt(
     group_col: Optional[str] = DataOpts["group_col"],
 ) -> None:
     """Train gray-box adapters through the seal; write a small adapter file bound to it."""
-    from sealkit.runtime.seal import open_seal
-
+    check_output_path(out, "--out")  # before loading anything: a bad --out must not cost a training run
+    for flag, value, low in (("--batch", batch, 1), ("--eval-every", eval_every, 0), ("--limit", limit, 1), ("--val-limit", val_limit, 1),
+                             ("--image-width", image_width, 1), ("--text-rank", text_rank, 1), ("--text-prompts", text_prompts, 0),
+                             ("--output-hidden", output_hidden, -1), ("--shared-dim", shared_dim, 1), ("--steps", steps, 1)):  # fmt: skip
+        at_least(flag, value, low)
+    positive_finite("--lr", lr)
+    if epochs is not None:
+        positive_finite("--epochs", epochs)
+    check_templates(template)
     columns = dict(image_col=image_col, text_col=text_col, text_b_col=text_b_col, label_col=label_col, group_col=group_col)
-    opened = open_seal(seal, key=read_key_bytes(key), verify_key=verify_key)
+    opened = open_seal_checked(seal, key, verify_key)
     train_set = _load(train, columns, on_bad, limit, captions)
     if val:
         val_set = _load(val, columns, on_bad, val_limit, captions)
@@ -186,6 +194,7 @@ def eval_command(
     as_json: Optional[Path] = typer.Option(None, "--json", help="Also write the metrics to this JSON file."),
     on_bad: str = typer.Option("skip", "--on-bad", help="skip (and report) or error on a bad file."),
     key: Optional[Path] = KeyOption,
+    verify_key: Optional[Path] = VerifyKeyOption,
     image_col: Optional[str] = DataOpts["image_col"],
     text_col: Optional[str] = DataOpts["text_col"],
     text_b_col: Optional[str] = DataOpts["text_b_col"],
@@ -193,9 +202,11 @@ def eval_command(
     group_col: Optional[str] = DataOpts["group_col"],
 ) -> None:
     """Print a metrics table for an adapter (or the zero-shot backbone) on a dataset."""
-    from sealkit.runtime.seal import open_seal
-
-    opened = open_seal(seal, key=read_key_bytes(key))
+    if as_json is not None:
+        check_output_path(as_json, "--json")
+    at_least("--limit", limit, 1)
+    check_templates(template)
+    opened = open_seal_checked(seal, key, verify_key)
     columns = dict(image_col=image_col, text_col=text_col, text_b_col=text_b_col, label_col=label_col, group_col=group_col)
     dataset = _load(data, columns, on_bad, limit, captions)
     with console.status("evaluating ..."):
@@ -221,7 +232,13 @@ def _split_inputs(inputs: list[str]) -> tuple[list[str], list[str]]:
                 raise DataError(f"image {item} not found")
             images.append(item)
         elif path.suffix.lower() == ".txt" and path.is_file():
-            texts.extend(line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+            try:
+                lines = path.read_text(encoding="utf-8").splitlines()
+            except UnicodeDecodeError as exc:
+                raise DataError(f"{item} is not UTF-8 text (byte {exc.start} cannot be decoded); save it as UTF-8") from None
+            except OSError as exc:
+                raise DataError(f"cannot read {item}: {exc.strerror or exc}") from None
+            texts.extend(line.strip() for line in lines if line.strip())
         else:
             texts.append(item)
     return images, texts
@@ -237,15 +254,16 @@ def predict(
     embed: bool = typer.Option(False, "--embed", help="Print embeddings instead of labels or matches."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     key: Optional[Path] = KeyOption,
+    verify_key: Optional[Path] = VerifyKeyOption,
 ) -> None:
     """Labels, top-k matches or embeddings for images and texts, on the torch-free runtime."""
-    from sealkit.runtime.seal import open_seal
     from sealkit.adapters.functional import normalise
     from sealkit.runtime.task import TaskRuntime
 
-    opened = open_seal(seal, key=read_key_bytes(key))
+    at_least("--top-k", top_k, 1)
+    images, texts = _split_inputs(inputs)  # bad inputs fail before the seal and adapter are loaded
+    opened = open_seal_checked(seal, key, verify_key)
     runtime = TaskRuntime(opened, adapter)
-    images, texts = _split_inputs(inputs)
     groups = [("image", images), ("text", texts)]
     results = []
     for modality, items in groups:

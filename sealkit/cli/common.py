@@ -21,6 +21,17 @@ console = Console()
 err_console = Console(stderr=True)
 
 KeyOption = typer.Option(None, "--key", help="AES key file (DIR/seal.key). Default: the file named by $SEALKIT_KEY.")
+VerifyKeyOption = typer.Option(None, "--verify-key", help="The owner's public key (sign.pub); refuse the seal unless it verifies. Default: the file named by $SEALKIT_VERIFY_KEY.")
+
+
+def open_seal_checked(seal: Path, key: Optional[Path], verify_key: Optional[Path], **options):
+    """open_seal with the CLI's key sources, printing its authenticity warnings (unencrypted, unsigned) on stderr."""
+    from sealkit.runtime.seal import open_seal
+
+    opened = open_seal(seal, key=read_key_bytes(key), verify_key=verify_key, **options)
+    for warning in opened.authenticity_warnings:
+        err_console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
+    return opened
 
 
 def parse_options(values: list[str] | None) -> dict[str, object]:

@@ -23,6 +23,7 @@ HINTS = {
     "column:label": "pass --label-col",
     "column:group": "pass --group-col",
     "resume": "run without --resume to start fresh",
+    "lr": "pass a lower --lr",
 }
 
 

@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from sealkit.cli.common import KeyOption, app, console, parse_options, read_key_bytes
+from sealkit.cli.common import KeyOption, VerifyKeyOption, app, console, open_seal_checked, parse_options, read_key_bytes
 from sealkit.errors import SealkitError
 
 
@@ -38,6 +38,10 @@ def export_command(
     """Compile a recipe's towers to forward and VJP graphs and write one encrypted, signed seal."""
     if exposure not in ("dark", "light"):
         raise SealkitError(f"--exposure must be dark or light, got {exposure!r}")
+    from sealkit.fileio import check_output_path, remove_stale_temps
+
+    check_output_path(out, "--out")  # before compiling (tens of seconds)
+    remove_stale_temps(out)
     key_bytes = None
     if not no_encrypt:
         key_bytes = read_key_bytes(key)
@@ -74,14 +78,17 @@ def export_command(
 def inspect(
     seal: Path = typer.Argument(..., help="The seal file."),
     key: Optional[Path] = KeyOption,
-    verify_key: Optional[Path] = typer.Option(None, "--verify-key", help="The owner's public key (sign.pub); refuse the seal unless its signature verifies."),
+    verify_key: Optional[Path] = VerifyKeyOption,
     as_json: bool = typer.Option(False, "--json", help="Print the manifest and check results as JSON."),
 ) -> None:
     """Show what a device may know about a seal, and verify it (hashes, signature, key)."""
     from sealkit.seal.container import read_seal
 
+    from sealkit.seal.crypto import resolve_verify_key_path
+
     file = read_seal(seal)
     checks = {"integrity": "ok"}
+    verify_key = resolve_verify_key_path(verify_key)
     if verify_key is not None:
         file.verify_signature(verify_key)
         checks["signature"] = "verified"
@@ -131,15 +138,14 @@ def check(
     seal: Path = typer.Argument(..., help="The seal file."),
     recipe: Path = typer.Argument(..., help="The recipe the seal was exported from."),
     key: Optional[Path] = KeyOption,
+    verify_key: Optional[Path] = VerifyKeyOption,
     tolerance: Optional[float] = typer.Option(None, "--tolerance", help="Largest relative error allowed (default: the recipe's, else 1e-4)."),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Recipe option key=value, as given to export."),
 ) -> None:
     """Owner's parity check: seal vs torch on fresh random inputs; non-zero exit above tolerance."""
     from sealkit.compile.check import DEFAULT_TOLERANCE, assert_parity, check_seal
     from sealkit.compile.recipe import load_recipe
-    from sealkit.runtime.seal import open_seal
-
-    opened = open_seal(seal, key=read_key_bytes(key))
+    opened = open_seal_checked(seal, key, verify_key)
     loaded = load_recipe(recipe, **parse_options(set_))
     limit = tolerance if tolerance is not None else (loaded.tolerance or DEFAULT_TOLERANCE)
     with console.status("comparing the seal with torch autograd ..."):

@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from sealkit.cli.common import KeyOption, app, console, read_key_bytes
+from sealkit.cli.common import KeyOption, VerifyKeyOption, app, console, open_seal_checked
 from sealkit.errors import ServeError
 
 
@@ -23,7 +23,7 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (loopback by default; 0.0.0.0 exposes the server)."),
     port: int = typer.Option(8000, "--port", help="Port to listen on; 0 picks a free one (printed)."),
     key: Optional[Path] = KeyOption,
-    verify_key: Optional[Path] = typer.Option(None, "--verify-key", help="The owner's public key; refuse the seal unless it verifies."),
+    verify_key: Optional[Path] = VerifyKeyOption,
     max_batch: int = typer.Option(32, "--max-batch", help="Most items in one backbone call."),
     max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", help="Longest a request waits for others to share its backbone call."),
     max_queue: int = typer.Option(256, "--max-queue", help="Most requests waiting for the backbone; more get 503."),
@@ -37,18 +37,19 @@ def serve(
     engine: str = typer.Option("local", "--engine", help="local: this process (the default); ray: a Ray Serve app on the Ray cluster (RAY_ADDRESS, or a local one), needs sealkit[ray]."),
     replicas: str = typer.Option("1", "--replicas", help="--engine ray: backbone replicas per tower, N or autoscaling bounds MIN-MAX."),
     replica_cpus: float = typer.Option(1.0, "--replica-cpus", help="--engine ray: CPUs Ray reserves for each backbone replica (also its onnxruntime threads unless --threads)."),
+    admin_without_token: bool = typer.Option(False, "--admin-without-token", help="Enable /admin/* without a token, for loopback clients of a loopback-only server."),
 ) -> None:
     """Serve every adapter in a folder from one backbone: /tasks, /tasks/NAME/embed|classify|index|retrieve, /docs.
 
     The seal key comes from --key or $SEALKIT_KEY only, never from a request. Set
-    $SEALKIT_ADMIN_TOKEN to require 'Authorization: Bearer <token>' on /admin/*.
+    $SEALKIT_ADMIN_TOKEN to enable /admin/* with 'Authorization: Bearer <token>'; without it the
+    admin API is disabled, unless --admin-without-token on a loopback --host.
     """
     try:
         import uvicorn  # noqa: F401
         import fastapi  # noqa: F401
     except ImportError:
         raise ServeError("sealkit serve needs FastAPI and uvicorn: pip install 'sealkit[serve]'") from None
-    from sealkit.runtime.seal import open_seal
     from sealkit.serve.server import Deployment, ServeConfig, serve_forever
     from sealkit.serve.service import Limits
 
@@ -66,14 +67,19 @@ def serve(
         poll_seconds=poll_seconds,
         admin_token=os.environ.get("SEALKIT_ADMIN_TOKEN") or None,
         log_level=log_level,
+        admin_without_token=admin_without_token,
     ).check()
+    from sealkit.serve.server import exposure_warnings
+
+    for warning in exposure_warnings(config):
+        console.print(f"[bold yellow]warning:[/bold yellow] {warning}", highlight=False, soft_wrap=True)
     if not adapters.is_dir():
         raise ServeError(f"--adapters {adapters} is not a folder; create it and put TASK.adapter files in it")
     if engine == "local" and (replicas != "1" or replica_cpus != 1.0):
         raise ServeError("--replicas and --replica-cpus apply to --engine ray; the local engine is one process")
     if engine != "local":
         return _serve_ray(engine, seal, adapters, key, verify_key, config, replicas, replica_cpus, threads, weights)
-    opened = open_seal(seal, key=read_key_bytes(key), verify_key=verify_key, threads=threads, weights=weights)
+    opened = open_seal_checked(seal, key, verify_key, threads=threads, weights=weights)
     deployment = Deployment(opened, adapters, config).start()
     tasks = deployment.registry.tasks()
     console.print(f"seal '{opened.manifest.name}' ({opened.seal_id}): {len(tasks)} task(s) from {adapters}: {', '.join(t.name for t in tasks) or 'none yet'}", highlight=False, soft_wrap=True)

@@ -25,8 +25,8 @@ ImageSource = str | Path | np.ndarray | Image.Image
 def image_file_problem(path: str | Path) -> str | None:
     """Why `path` is not a usable image file (missing, empty, wrong extension, unreadable header), or None.
 
-    Cheap enough to run on every file when a dataset is read; truncated pixel data is only
-    caught when the image is decoded by `load_image`.
+    Decodes the pixels, so a truncated file is skipped (and reported) when the dataset is read
+    instead of stopping training at the step that first uses it.
     """
     path = Path(path)
     if path.suffix.lower() not in IMAGE_EXTENSIONS:
@@ -37,7 +37,7 @@ def image_file_problem(path: str | Path) -> str | None:
         return "file is empty"
     try:
         with Image.open(path) as image:
-            image.verify()
+            image.load()
     except _PIL_ERRORS as exc:
         return f"not a readable image ({_reason(exc)})"
     return None

@@ -26,6 +26,9 @@ from sealkit.seal.container import SealFile, read_seal
 from sealkit.seal.manifest import Manifest, TensorSpec, TowerSpec
 from sealkit.seal.obfuscate import WEIGHTS_BLOB, ExternalWeight, external_weights, weights_as_inputs
 
+# sealkit never sends data anywhere; onnxruntime's telemetry (Windows ETW events) is switched off too
+ort.disable_telemetry_events()
+
 DEFAULT_CHUNK = 64
 # what onnxruntime raises when a graph cannot run on inputs that passed the manifest's shape checks,
 # e.g. a sequence longer than the model's position table or a token id outside the vocabulary
@@ -266,6 +269,7 @@ class Seal:
         self.providers = providers or default_providers()
         self.threads = threads
         self.weights_mode = weights
+        self.authenticity_warnings: list[str] = []
         file.check_key(key)
         self._weights = _WeightPool(file.blob(WEIGHTS_BLOB, key))
         self.towers = {name: Tower(name, spec, self) for name, spec in self.manifest.towers.items()}
@@ -323,8 +327,10 @@ def open_seal(
     """Open a seal: check it, verify its signature if `verify_key` is given, and decrypt it in memory.
 
     `key` is the AES key bytes or a key file path; without it the SEALKIT_KEY variable names the file.
+    `verify_key` (the owner's sign.pub) likewise defaults to the file named by SEALKIT_VERIFY_KEY.
     """
     file = read_seal(path)
+    verify_key = crypto.resolve_verify_key_path(verify_key)
     if verify_key is not None:
         file.verify_signature(verify_key)
     key_bytes: bytes | None
@@ -335,4 +341,17 @@ def open_seal(
         key_bytes = crypto.read_key(key_path) if key_path is not None else None
     if file.manifest.encrypted and key_bytes is None:
         raise SealKeyError(f"{Path(path).name} is encrypted; give its key file, or set {crypto.KEY_ENV} to the key file", topic="key")
-    return Seal(file, key_bytes, providers=providers, threads=threads, weights=weights)
+    seal = Seal(file, key_bytes, providers=providers, threads=threads, weights=weights)
+    seal.authenticity_warnings = authenticity_warnings(file)
+    return seal
+
+
+def authenticity_warnings(file: SealFile) -> list[str]:
+    """What the holder of this seal should know: an unencrypted seal's weights are only obfuscated,
+    and an unsigned seal's origin cannot be checked."""
+    warnings = []
+    if not file.manifest.encrypted:
+        warnings.append(f"{file.path.name} is not encrypted: its weights are only obfuscated, anyone with the file can read them")
+    if not file.signature:
+        warnings.append(f"{file.path.name} is not signed: nothing shows who made it or that it is unchanged; ask the owner for a signed seal")
+    return warnings

@@ -12,11 +12,12 @@ import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sealkit.errors import SealFormatError, SealIntegrityError, SealKeyError
 from sealkit.fileio import atomic_write_bytes
 from sealkit.seal import crypto
-from sealkit.seal.manifest import FORMAT_VERSION, BlobRecord, Manifest, canonical_json
+from sealkit.seal.manifest import FORMAT_VERSION, READABLE_VERSIONS, BlobRecord, Manifest, canonical_json
 
 MAGIC = b"SEALKIT\x00"
 _PREFIX = struct.Struct("<8sHI")  # magic, format version, header length
@@ -37,10 +38,11 @@ def write_seal(
     # between two seals encrypted with the same key.
     salt = os.urandom(16).hex()
     manifest.encryption = {"algorithm": crypto.ENCRYPTION_ALGORITHM, "key_id": crypto.key_id(key), "salt": salt} if key else None
+    manifest.format_version = FORMAT_VERSION
     for name, data in blobs.items():
         nonce = None
         if key is not None:
-            nonce_bytes, data = crypto.encrypt_blob(key, f"{salt}/{name}", data)
+            nonce_bytes, data = crypto.encrypt_blob(key, associated_data(manifest, name), data)
             nonce = nonce_bytes.hex()
         records.append(BlobRecord(name, offset, len(data), hashlib.sha256(data).hexdigest(), nonce))
         stored.append(data)
@@ -53,24 +55,41 @@ def write_seal(
     return manifest
 
 
+def associated_data(manifest: Manifest, name: str) -> str:
+    """What a blob's AES-GCM tag authenticates besides its bytes: the seal's salt and the blob's name
+    (so blobs cannot be swapped or spliced between seals) and, from format 2, the manifest."""
+    salt = (manifest.encryption or {}).get("salt")
+    label = f"{salt}/{name}" if salt else name  # seals written before salts bound the name alone
+    if manifest.format_version >= 2:
+        label += "\0manifest:" + manifest.bound_digest()
+    return label
+
+
 @dataclass
 class SealFile:
     """A seal on disk: its verified manifest, and where its (possibly encrypted) blobs lie.
 
-    Blobs are read from disk on demand and re-hashed, so an opened seal does not keep the file's
-    bytes in memory and a file swapped after opening is still caught.
+    Blobs are read on demand and re-hashed, so an opened seal does not keep the file's bytes in
+    memory and a file changed after opening is still caught. They are read through the file handle
+    opened by `read_seal`, not by path: a server keeps working after the seal file is moved or
+    deleted (its tokenizer and graphs are loaded lazily), and a different file put at the path is
+    never mixed in.
     """
 
     path: Path
     manifest: Manifest
     signature: dict | None
     _region_start: int
+    _handle: Any = None  # the open file (read_seal); None: reopen the path for each read
 
     def stored_blob(self, name: str) -> bytes:
         record = self.manifest.blob(name)
-        with self.path.open("rb") as handle:
-            handle.seek(self._region_start + record.offset)
-            data = handle.read(record.length)
+        if self._handle is not None:
+            data = os.pread(self._handle.fileno(), record.length, self._region_start + record.offset)
+        else:
+            with self.path.open("rb") as handle:
+                handle.seek(self._region_start + record.offset)
+                data = handle.read(record.length)
         if len(data) != record.length or hashlib.sha256(data).hexdigest() != record.sha256:
             raise SealIntegrityError(f"{self.path}: blob '{name}' changed or was cut short since the seal was opened; copy the seal again")
         return data
@@ -95,10 +114,14 @@ class SealFile:
         if self.manifest.encryption is None:
             return data
         self.check_key(key)
-        assert key is not None and record.nonce is not None
-        salt = self.manifest.encryption.get("salt")
-        label = f"{salt}/{name}" if salt else name  # seals written before salts bound the name alone
-        return crypto.decrypt_blob(key, label, bytes.fromhex(record.nonce), data)
+        assert key is not None
+        try:
+            nonce = bytes.fromhex(record.nonce or "")
+        except (ValueError, TypeError):
+            nonce = b""
+        if len(nonce) != crypto.NONCE_BYTES:
+            raise SealIntegrityError(f"{self.path.name}: blob '{name}' has a malformed nonce in the manifest; the file was tampered with, copy the seal again")
+        return crypto.decrypt_blob(key, associated_data(self.manifest, name), nonce, data)
 
 
 _HASH_CHUNK = 1 << 20
@@ -122,8 +145,8 @@ def read_seal(path: str | Path) -> SealFile:
         if len(prefix) < _PREFIX.size or not prefix.startswith(MAGIC):
             raise SealFormatError(f"{path} is not a sealkit seal (bad magic bytes)")
         _, version, header_len = _PREFIX.unpack(prefix)
-        if version != FORMAT_VERSION:
-            raise SealFormatError(f"{path} uses seal format version {version}; this sealkit reads version {FORMAT_VERSION}. Upgrade sealkit or re-export the seal")
+        if version not in READABLE_VERSIONS:
+            raise SealFormatError(f"{path} uses seal format version {version}; this sealkit reads versions {', '.join(map(str, READABLE_VERSIONS))}. Upgrade sealkit or re-export the seal")
         header_end = _PREFIX.size + header_len
         if header_end > size:
             raise SealIntegrityError(f"{path} is truncated ({size} bytes, the header alone needs {header_end}); copy the seal again")
@@ -131,9 +154,11 @@ def read_seal(path: str | Path) -> SealFile:
             header = json.loads(handle.read(header_len).decode("utf-8"))
             manifest_dict = header["manifest"]
             signature = header.get("signature")
-        except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError):
+        except (UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
             raise SealIntegrityError(f"{path} has a corrupted header; the file was tampered with or damaged, copy the seal again") from None
         manifest = Manifest.from_dict(manifest_dict)
+        if manifest.format_version != version:
+            raise SealIntegrityError(f"{path}: the file says format {version} but its manifest says {manifest.format_version}; the file was tampered with, copy the seal again")
         if manifest.compute_id() != manifest.seal_id or canonical_json(manifest.to_dict()) != canonical_json(manifest_dict):
             raise SealIntegrityError(f"{path}: the manifest does not match its seal id; the file was tampered with, copy the seal again")
         region = size - header_end
@@ -154,4 +179,6 @@ def read_seal(path: str | Path) -> SealFile:
                 remaining -= len(chunk)
             if remaining or digest.hexdigest() != record.sha256:
                 raise SealIntegrityError(f"{path}: blob '{record.name}' does not match its hash; the file was tampered with or damaged, copy the seal again")
-    return SealFile(path, manifest, signature, header_end)
+    # blobs are read later through a handle held open (see SealFile); every read is re-hashed, so a
+    # file swapped between the checks above and this open is caught like any other change
+    return SealFile(path, manifest, signature, header_end, path.open("rb"))

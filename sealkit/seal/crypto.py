@@ -19,6 +19,7 @@ from sealkit.errors import SealIntegrityError, SealKeyError, SealSignatureError
 from sealkit.fileio import atomic_write_bytes
 
 KEY_ENV = "SEALKIT_KEY"
+VERIFY_KEY_ENV = "SEALKIT_VERIFY_KEY"
 KEY_BYTES = 32
 NONCE_BYTES = 12
 ENCRYPTION_ALGORITHM = "AES-256-GCM"
@@ -39,6 +40,14 @@ def resolve_key_path(path: str | Path | None) -> Path | None:
     if path:
         return Path(path)
     env = os.environ.get(KEY_ENV)
+    return Path(env) if env else None
+
+
+def resolve_verify_key_path(path: str | Path | None) -> Path | None:
+    """The owner's public key named by `path`, else by the SEALKIT_VERIFY_KEY environment variable, else None."""
+    if path:
+        return Path(path)
+    env = os.environ.get(VERIFY_KEY_ENV)
     return Path(env) if env else None
 
 
@@ -73,7 +82,7 @@ def decrypt_blob(key: bytes, name: str, nonce: bytes, ciphertext: bytes) -> byte
     try:
         return AESGCM(key).decrypt(nonce, ciphertext, name.encode("utf-8"))
     except InvalidTag:
-        blob = name.split("/", 1)[-1]  # drop the salt
+        blob = name.split("/", 1)[-1].split("\0")[0]  # drop the salt and the manifest digest
         raise SealIntegrityError(f"blob '{blob}' failed authentication: the seal was tampered with or corrupted; ask the owner for a fresh copy") from None
 
 

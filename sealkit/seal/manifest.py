@@ -14,7 +14,8 @@ from typing import Any
 from sealkit.errors import SealFormatError
 
 FORMAT_NAME = "sealkit-seal"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # written; 2 binds the manifest into every blob's AES-GCM associated data
+READABLE_VERSIONS = (1, 2)  # 1: blobs bound to the seal's salt and their name only
 DYNAMIC_DIMS = ("batch", "sequence")
 ENTRY_KINDS = ("add", "prompt")
 EXPOSURES = ("dark", "light")
@@ -114,7 +115,10 @@ class BlobRecord:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "BlobRecord":
-        return cls(d["name"], int(d["offset"]), int(d["length"]), d["sha256"], d.get("nonce"))
+        record = cls(str(d["name"]), int(d["offset"]), int(d["length"]), str(d["sha256"]), d.get("nonce"))
+        if record.offset < 0 or record.length < 0:
+            raise ValueError(f"blob '{record.name}' has a negative offset or length")
+        return record
 
 
 @dataclass
@@ -160,15 +164,23 @@ class Manifest:
     def signed_bytes(self) -> bytes:
         return canonical_json(self.to_dict())
 
+    def bound_digest(self) -> str:
+        """SHA-256 of everything in the manifest but its blob list and id: format 2 binds it into the
+        encryption, so a manifest edited after sealing (and given a recomputed id) no longer decrypts.
+        (The blob list cannot be bound: it holds the ciphertexts' hashes; they are checked on read.)"""
+        bound = self.to_dict(with_id=False)
+        bound.pop("blobs")
+        return hashlib.sha256(canonical_json(bound)).hexdigest()
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Manifest":
         if not isinstance(d, dict) or d.get("format") != FORMAT_NAME:
             raise SealFormatError("the header is not a sealkit manifest; is this a seal file?")
         version = d.get("format_version")
-        if version != FORMAT_VERSION:
-            raise SealFormatError(f"seal format version {version} is not supported by this sealkit (reads {FORMAT_VERSION}); upgrade sealkit or re-export the seal")
+        if isinstance(version, bool) or version not in READABLE_VERSIONS:
+            raise SealFormatError(f"seal format version {version} is not supported by this sealkit (reads {', '.join(map(str, READABLE_VERSIONS))}); upgrade sealkit or re-export the seal")
         try:
-            return cls(
+            return _checked(cls(
                 name=str(d.get("name", "")),
                 exposure=d["exposure"],
                 towers={k: TowerSpec.from_dict(t) for k, t in d["towers"].items()},
@@ -177,9 +189,24 @@ class Manifest:
                 encryption=d.get("encryption"),
                 seal_id=d.get("seal_id", ""),
                 format_version=version,
-            )
+            ))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise SealFormatError(f"the seal manifest is malformed ({type(exc).__name__}: {exc}); re-export the seal") from None
+
+
+def _checked(manifest: Manifest) -> Manifest:
+    """Raise ValueError for fields of the wrong type, which would otherwise fail later, far from the cause."""
+    if manifest.encryption is not None and not (isinstance(manifest.encryption, dict) and all(isinstance(v, str) for v in manifest.encryption.values())):
+        raise ValueError("encryption must be null or an object of strings")
+    if not isinstance(manifest.exposure, str) or not isinstance(manifest.seal_id, str):
+        raise ValueError("exposure and seal_id must be strings")
+    for name, tower in manifest.towers.items():
+        if not isinstance(tower.modality, str) or not all(isinstance(g, str) or g is None for g in tower.graphs.values()):
+            raise ValueError(f"tower '{name}' has a non-string modality or graph name")
+        for spec in [*tower.inputs, tower.output, *(tower.embed or {}).values()]:
+            if not isinstance(spec.name, str) or not isinstance(spec.dtype, str) or not all(isinstance(s, (int, str)) and not isinstance(s, bool) for s in spec.shape):
+                raise ValueError(f"tower '{name}' has a malformed tensor spec")
+    return manifest
 
 
 def canonical_json(obj: Any) -> bytes:

@@ -27,6 +27,8 @@ import binascii
 import hmac
 import json
 import logging
+import time
+from pathlib import Path
 from typing import Any, Optional
 
 from fastapi import FastAPI, Request
@@ -39,7 +41,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sealkit import __version__
 from sealkit.errors import AdapterMismatchError, SealkitError
-from sealkit.serve.errors import BadRequestError, TooLargeError, UnauthorizedError, UnsupportedMediaError
+from sealkit.serve.errors import BadRequestError, ForbiddenError, TooLargeError, UnauthorizedError, UnsupportedMediaError
+from sealkit.serve.server import is_loopback
 from sealkit.serve.service import Items
 
 log = logging.getLogger("sealkit.serve")
@@ -206,6 +209,8 @@ async def parse_items(request: Request, op: str, max_items: int, max_bytes: int)
             data = json.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
             raise BadRequestError(f"the body is not valid JSON ({str(exc)[:120]})") from None
+        except RecursionError:
+            raise BadRequestError("the body is JSON nested too deeply; send a flat object like {\"texts\": [\"...\"]}") from None
         if not isinstance(data, dict):
             raise BadRequestError('the JSON body must be an object like {"texts": ["..."]} or {"images": ["<base64>"]}')
         unknown = sorted(set(data) - allowed)
@@ -260,6 +265,47 @@ async def _parse_form(request: Request, body: bytes, allowed: set[str], max_item
 
 
 # --- the app --------------------------------------------------------------------------------------
+class RequestLog:
+    """ASGI middleware: one info line per request (method, path, status, milliseconds)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # unless a response starts
+
+        async def send_and_note(message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            log.info("%s %s %d %.1fms", scope.get("method"), scope.get("path"), status, 1000 * (time.perf_counter() - started))
+
+
+def _scrubber(deployment):
+    """Replace the server's folders in a message by nothing: responses name files, never server paths."""
+    folders = set()
+    for folder in (deployment.registry.dir, deployment.seal.file.path.parent):
+        if folder is not None:
+            folders |= {str(folder), str(Path(folder).resolve())}
+    folders = sorted((f for f in folders if f not in ("", ".")), key=len, reverse=True)
+
+    def scrub(message: str) -> str:
+        for folder in folders:
+            message = message.replace(folder + "/", "").replace(folder, "")
+        return message
+
+    return scrub
+
+
 def _status(exc: SealkitError) -> int:
     status = getattr(exc, "status", None)
     if status:
@@ -282,11 +328,14 @@ def create_app(deployment) -> FastAPI:
         ),
     )
 
+    scrub = _scrubber(deployment)
+    app.add_middleware(RequestLog)
+
     @app.exception_handler(SealkitError)
     async def sealkit_error(_request: Request, exc: SealkitError) -> JSONResponse:
         status = _status(exc)
         headers = {"Retry-After": "1"} if status == 503 else None
-        return JSONResponse({"error": str(exc), "type": type(exc).__name__}, status_code=status, headers=headers)
+        return JSONResponse({"error": scrub(str(exc)), "type": type(exc).__name__}, status_code=status, headers=headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -304,8 +353,13 @@ def create_app(deployment) -> FastAPI:
 
     def require_admin(request: Request) -> None:
         token = config.admin_token
-        if token and not hmac.compare_digest(request.headers.get("authorization", ""), f"Bearer {token}"):
-            raise UnauthorizedError("admin calls need 'Authorization: Bearer <token>' (the server's SEALKIT_ADMIN_TOKEN)")
+        if token:
+            if not hmac.compare_digest(request.headers.get("authorization", "").encode(), f"Bearer {token}".encode()):
+                raise UnauthorizedError("admin calls need 'Authorization: Bearer <token>' (the server's SEALKIT_ADMIN_TOKEN)")
+            return
+        if config.admin_without_token and is_loopback(request.client.host if request.client else None):
+            return
+        raise ForbiddenError("the admin API is disabled: start the server with SEALKIT_ADMIN_TOKEN set and send 'Authorization: Bearer <token>'")
 
     # --- status ---------------------------------------------------------------------------------
     @app.get("/health", tags=["status"])
@@ -326,7 +380,7 @@ def create_app(deployment) -> FastAPI:
     @app.get("/tasks", tags=["tasks"], response_model=TaskList)
     async def list_tasks() -> dict:
         """The loaded tasks, and the adapter files that were refused (with the reason)."""
-        return {"tasks": [t.describe() for t in registry.tasks()], "refused": registry.refused}
+        return {"tasks": [t.describe() for t in registry.tasks()], "refused": {k: scrub(v) for k, v in registry.refused.items()}}
 
     @app.get("/tasks/{name}", tags=["tasks"], response_model=TaskInfo, responses={404: {"model": ErrorResponse}})
     async def get_task(name: str) -> dict:

@@ -48,3 +48,9 @@ class UnsupportedMediaError(ServeError):
     """A body that is neither JSON nor multipart form data (HTTP 415)."""
 
     status = 415
+
+
+class ForbiddenError(ServeError):
+    """An admin call to a server whose admin API is disabled (no token configured) (HTTP 403)."""
+
+    status = 403

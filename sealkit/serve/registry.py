@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from sealkit.adapters.file import read_adapter_file
+from sealkit.adapters.file import parse_adapter_bytes, read_adapter_file
 from sealkit.errors import AdapterError, ServeError
+from sealkit.fileio import atomic_write_bytes
 from sealkit.runtime.seal import Seal
 from sealkit.runtime.task import TaskRuntime
 from sealkit.serve.errors import TaskNotFoundError
@@ -176,14 +177,11 @@ class Registry:
         if self.dir is None:
             raise ServeError("this server has no adapters folder to install into")
         final = self.dir / f"{name}{ADAPTER_SUFFIX}"
-        tmp = self.dir / f".{name}.upload-{os.getpid()}-{next(_uids)}"  # not *.adapter: scans ignore it
         with self._lock:
-            try:
-                tmp.write_bytes(data)
-                TaskRuntime(self.seal, read_adapter_file(tmp, seal_id=self.seal.seal_id), name=name)  # refuse before replacing
-                os.replace(tmp, final)
-            finally:
-                tmp.unlink(missing_ok=True)
+            # checked in memory first (messages name the file only), so a refused upload writes nothing;
+            # then written through an exclusively created temp file (mkstemp: O_EXCL, no links followed)
+            TaskRuntime(self.seal, parse_adapter_bytes(data, final.name, seal_id=self.seal.seal_id), name=name)
+            atomic_write_bytes(final, data)
             return self.load(final, name)
 
     def retire(self, name: str) -> Path | None:
@@ -219,9 +217,16 @@ class Registry:
                 try:
                     self.load(path, name)
                 except (AdapterError, ServeError) as exc:
-                    self._refused[path.name] = (stamp, str(exc))
-                    report.refused[path.name] = str(exc)
-                    log.warning("refused %s: %s", path.name, exc)
+                    reason = str(exc).replace(str(path), path.name)  # responses show file names, not server paths
+                    self._refused[path.name] = (stamp, reason)
+                    report.refused[path.name] = reason
+                    log.warning("refused %s: %s", path.name, reason)
+                    continue
+                except Exception as exc:  # a bug must not stop the scan: refuse this file, keep serving the rest
+                    reason = f"could not be loaded ({type(exc).__name__}); see the server log"
+                    self._refused[path.name] = (stamp, reason)
+                    report.refused[path.name] = reason
+                    log.exception("refused %s", path.name)
                     continue
                 (report.updated if current is not None else report.added).append(name)
             for name, task in list(self._tasks.items()):

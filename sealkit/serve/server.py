@@ -10,6 +10,7 @@ $SEALKIT_KEY), never from a request. Never imports torch.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import socket
 import threading
@@ -41,6 +42,11 @@ class ServeConfig:
     poll_seconds: float = 1.0  # rescan the adapters folder this often; 0: only on POST /admin/reload
     admin_token: str | None = None  # when set, /admin/* needs "Authorization: Bearer <token>"
     log_level: str = "info"
+    admin_without_token: bool = False  # opt-in: /admin/* without a token, for a loopback-only server and loopback clients
+
+    @property
+    def admin_enabled(self) -> bool:
+        return bool(self.admin_token) or self.admin_without_token
 
     def check(self) -> "ServeConfig":
         problems = []
@@ -58,6 +64,8 @@ class ServeConfig:
             problems.append(f"--max-items must be at least 1, got {self.limits.max_items}")
         if self.poll_seconds < 0:
             problems.append(f"--poll-seconds must be 0 or more, got {self.poll_seconds}")
+        if self.admin_without_token and not is_loopback(self.host):
+            problems.append(f"--admin-without-token needs a loopback --host (127.0.0.1 or ::1), got {self.host}; set SEALKIT_ADMIN_TOKEN instead")
         if problems:
             raise ServeError("; ".join(problems))
         return self
@@ -142,6 +150,31 @@ def warm_feeds(tower) -> dict[str, np.ndarray]:
     return feeds
 
 
+def is_loopback(host: str | None) -> bool:
+    """True for 127.0.0.0/8, ::1 and 'localhost': addresses only this machine can reach."""
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def exposure_warnings(config: ServeConfig) -> list[str]:
+    """What an operator must hear before a server listens beyond this machine, or with admin off."""
+    warnings = []
+    if not is_loopback(config.host):
+        warnings.append(
+            f"listening on {config.host}, reachable from other machines: requests are neither authenticated nor encrypted; "
+            "put an authenticating TLS proxy in front, or use --host 127.0.0.1"
+        )
+    if not config.admin_enabled:
+        warnings.append("the /admin API is disabled (set SEALKIT_ADMIN_TOKEN to enable it; tasks still follow the adapters folder)")
+    return warnings
+
+
 def bind_socket(host: str, port: int) -> socket.socket:
     """A listening TCP socket; port 0 picks a free one (read it back with getsockname)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -176,6 +209,8 @@ def _uvicorn_server(deployment: Deployment):
 
 def serve_forever(deployment: Deployment, on_listening: Callable[[str], None] | None = None) -> None:
     """Run the HTTP server in this thread until Ctrl-C/SIGTERM, then stop the deployment."""
+    for warning in exposure_warnings(deployment.config):
+        log.warning(warning)
     sock = bind_socket(deployment.config.host, deployment.config.port)
     host, port = sock.getsockname()[:2]
     url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"

@@ -39,6 +39,11 @@ class Limits:
     max_items: int = 64
     max_request_bytes: int = 8 * 2**20
     max_image_pixels: int = 4096 * 4096
+    # all images of one request together, checked from their headers before any is decoded: decoded
+    # images are held at once (64 images at the per-image limit would be over 3 GB of RGB)
+    max_request_pixels: int = 2 * 4096 * 4096
+    # one text, checked before tokenizing: the whole text is tokenized before truncation
+    max_text_chars: int = 20_000
     max_top_k: int = 1000
     max_index_items: int = 100_000
     max_id_chars: int = 256
@@ -95,6 +100,23 @@ class Index:
         return results
 
 
+def _image_size(data: bytes) -> tuple[int, int]:
+    """(width, height) from an image's header without decoding it; (0, 0) if unreadable (decoding says why)."""
+    try:
+        with Image.open(io.BytesIO(data)) as probe:
+            return probe.size
+    except Exception:
+        return 0, 0
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class Service:
     """The serving pipeline over a Registry and a Batcher; the HTTP app is a thin layer over it."""
 
@@ -120,23 +142,32 @@ class Service:
                 raise BadRequestError(f"{items.modality}s[{i}] must be a {'string' if kind is str else 'base64 string'}, got {type(value).__name__}")
             if kind is str and not value.strip():
                 raise BadRequestError(f"texts[{i}] is empty; send non-empty texts")
+            if kind is str and len(value) > self.limits.max_text_chars:
+                raise TooLargeError(f"texts[{i}] has {len(value)} characters; the limit is {self.limits.max_text_chars} (the model reads only the first few hundred tokens)")
+            if kind is str and not _is_utf8(value):
+                raise BadRequestError(f"texts[{i}] is not valid Unicode text (it has a lone surrogate such as \\ud800)")
 
-    def _decode_image(self, data: bytes, what: str) -> Image.Image:
-        try:  # read the header only: refuse huge images before decoding them
-            with Image.open(io.BytesIO(data)) as probe:
-                width, height = probe.size
-        except Exception:
-            width = height = 0  # decode_image_bytes below says what is wrong
-        if width * height > self.limits.max_image_pixels:
-            raise TooLargeError(f"{what} is {width}x{height} pixels; the limit is {self.limits.max_image_pixels} pixels")
-        return decode_image_bytes(data, what)
+    def _check_pixels(self, values: list[bytes]) -> None:
+        """Refuse (413) a request whose images, by their headers, are too large one by one or together."""
+        total = 0
+        for i, data in enumerate(values):
+            width, height = _image_size(data)
+            if width * height > self.limits.max_image_pixels:
+                raise TooLargeError(f"images[{i}] is {width}x{height} pixels; the limit is {self.limits.max_image_pixels} pixels")
+            total += width * height
+        if total > self.limits.max_request_pixels:
+            raise TooLargeError(f"the request's images have {total} pixels together; the limit is {self.limits.max_request_pixels} (send fewer or smaller images)")
 
     def prepare(self, task: ServedTask, items: Items) -> BackboneCall:
         """Inputs -> tower inputs, through the task's input adapter. Runs in the request's thread."""
         self.check_items(items)
         runtime = task.runtime
         tower = runtime.tower_for(items.modality)  # DataError if the task takes no such inputs
-        values = [self._decode_image(v, f"images[{i}]") for i, v in enumerate(items.values)] if items.modality == "image" else items.values
+        if items.modality == "image":
+            self._check_pixels(items.values)  # before decoding any
+            values = [decode_image_bytes(v, f"images[{i}]") for i, v in enumerate(items.values)]
+        else:
+            values = items.values
         feeds = runtime.adapt_inputs(tower.name, tower_inputs(tower, values)).feeds(tower)
         entries = runtime.entries(tower.name)
         return BackboneCall(tower, feeds, entries, owner=task.uid if entries else None, task=task.name)

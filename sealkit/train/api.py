@@ -18,8 +18,10 @@ import torch
 
 from sealkit.adapters.config import METHODS, AdapterConfig
 from sealkit.data.dataset import Dataset
-from sealkit.errors import AdapterError, SealkitError
+from sealkit.errors import AdapterError, SealkitError, TrainingError
+from sealkit.fileio import check_output_path, remove_stale_temps
 from sealkit.runtime.seal import Seal
+from sealkit.train.checks import check_classes
 from sealkit.train.loop import FitResult, TrainConfig, fit
 from sealkit.train.objectives import ClassifyObjective, Objective, build_task_spec, make_objective
 from sealkit.train.pack import AdapterPack
@@ -97,9 +99,13 @@ def adapt(
     out = Path(out)
     if out.suffix == ".ckpt":
         raise SealkitError("out names the adapter file; the checkpoint is written next to it as <out>.ckpt")
+    check_output_path(out, "out")  # before any training
+    for written in (out, checkpoint_path_for(out)):
+        remove_stale_temps(written)
     spec = build_task_spec(seal, train, task, head=head, templates=templates)
     if val is not None and len(val):
         build_task_spec(seal, val, task, head=spec.head, templates=spec.templates)  # same fields present
+    warnings = check_classes(seal, spec)  # one class: DataError; classes the tokenizer cannot tell apart: warnings
     objective = make_objective(seal, spec, recall_ks)
     torch.manual_seed(config.seed)
     pack = AdapterPack(seal, adapter_config, spec)
@@ -126,7 +132,10 @@ def adapt(
 
     def on_best(best_pack: AdapterPack, metrics: dict[str, float], step: int) -> None:
         # keep a usable adapter on disk from the first evaluation on (Ctrl-C leaves it behind)
-        save_adapter(out, best_pack, {**meta_base, "metrics": metrics, "best_step": step, "complete": False}, _class_embeddings(objective, best_pack))
+        embeddings = _class_embeddings(objective, best_pack)
+        if embeddings is not None and not np.isfinite(embeddings).all():  # finite weights, overflowing outputs
+            raise TrainingError(f"the class embeddings became NaN or infinite at step {step}: training diverged; lower the learning rate", topic="lr")
+        save_adapter(out, best_pack, {**meta_base, "metrics": metrics, "best_step": step, "complete": False}, embeddings)
 
     result = fit(objective, pack, train, val, config, checkpoint, resume=resume, on_best=on_best, progress=progress)
     if not result.interrupted:
@@ -137,7 +146,7 @@ def adapt(
             _class_embeddings(objective, pack),
         )
     backbone = sum(seal.manifest.towers[t].parameters for t in spec.towers)
-    return AdaptResult(out, checkpoint, baseline, baseline_kind, result, pack.parameter_counts(), backbone, objective.main_metric)
+    return AdaptResult(out, checkpoint, baseline, baseline_kind, result, pack.parameter_counts(), backbone, objective.main_metric, {"warnings": warnings})
 
 
 def init_pack_from(pack: AdapterPack, path: str | Path, seal: Seal) -> list[str]:

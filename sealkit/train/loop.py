@@ -9,8 +9,9 @@ Imports torch (the adapt path only).
 
 from __future__ import annotations
 
-import io
 import math
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,13 +22,11 @@ import numpy as np
 import torch
 
 from sealkit.data.dataset import Dataset
-from sealkit.errors import CheckpointError, SealkitError
-from sealkit.fileio import atomic_write_bytes
+from sealkit.errors import SealkitError, TrainingError
+from sealkit.train.checkpoint import load_checkpoint, save_checkpoint
 from sealkit.train.config import TrainConfig
 from sealkit.train.objectives import Objective
 from sealkit.train.pack import AdapterPack
-
-CHECKPOINT_VERSION = 1
 
 
 @dataclass
@@ -63,30 +62,31 @@ def batch_indices(step: int, n: int, batch: int, seed: int) -> np.ndarray:
     return np.asarray(out)
 
 
-def _state_bytes(obj: dict) -> bytes:
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    return buffer.getvalue()
+def _kept(step: int | None, path: Path) -> str:
+    return f"the last good checkpoint (step {step}) is kept in {path}" if step is not None else "no checkpoint was written yet"
 
 
-def save_checkpoint(path: Path, state: dict) -> None:
-    atomic_write_bytes(path, _state_bytes({"version": CHECKPOINT_VERSION, **state}))
+def interrupt_on_signals() -> Callable[[], None]:
+    """Make SIGTERM and SIGHUP stop training like Ctrl-C (checkpoint, then exit); returns the undo.
 
+    Only in the main thread (Python delivers signals there); elsewhere it changes nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = {}
 
-def load_checkpoint(path: Path, identity: dict) -> dict:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except FileNotFoundError:
-        raise CheckpointError(f"no checkpoint at {path} to resume from; run without --resume to start fresh") from None
-    except Exception as exc:
-        raise CheckpointError(f"checkpoint {path} is unreadable ({type(exc).__name__}); delete it and run without --resume") from None
-    if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
-        raise CheckpointError(f"checkpoint {path} is not a sealkit checkpoint of this version; delete it and run without --resume")
-    saved = state.get("identity", {})
-    changed = sorted(k for k in identity if saved.get(k) != identity[k])
-    if changed:
-        raise CheckpointError(f"checkpoint {path} is from a different run ({', '.join(changed)} differ); use the same settings or delete it")
-    return state
+    def interrupt(signum, _frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    for name in ("SIGTERM", "SIGHUP"):
+        number = getattr(signal, name, None)
+        if number is not None:
+            previous[number] = signal.signal(number, interrupt)
+
+    def restore() -> None:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+    return restore
 
 
 def fit(
@@ -125,7 +125,10 @@ def fit(
         torch.set_rng_state(state["torch_rng"])
         step, best, history = state["step"], state["best"], state["history"]
 
+    saved = {"step": step if resume else None}
+
     def checkpoint() -> None:
+        saved["step"] = step
         save_checkpoint(
             checkpoint_path,
             {
@@ -161,16 +164,21 @@ def fit(
     interrupted = False
     last_metrics: dict[str, float] = history[-1] if history else {}
     pack.train()
+    restore_signals = interrupt_on_signals()
     try:
         while step < config.steps:
             examples = [train.examples[i] for i in batch_indices(step, len(train), config.batch, config.seed)]
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(step, config)
             loss = task.loss(pack, examples)
+            if not torch.isfinite(loss):
+                raise TrainingError(f"the loss became {loss.item()} at step {step + 1}: training diverged; {_kept(saved['step'], checkpoint_path)}; lower the learning rate", topic="lr")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(parameters, 5.0)
             optimizer.step()
+            if not all(bool(torch.isfinite(p).all()) for p in parameters):
+                raise TrainingError(f"the adapter weights became NaN or infinite at step {step + 1}: training diverged; {_kept(saved['step'], checkpoint_path)}; lower the learning rate", topic="lr")
             step += 1
             seen += len(examples)
             if bar is not None:
@@ -187,7 +195,13 @@ def fit(
     except KeyboardInterrupt:
         interrupted = True
         checkpoint()
+    except TrainingError:
+        raise  # the weights are not finite: keep the last good checkpoint as it is
+    except SealkitError:
+        checkpoint()  # e.g. an unreadable file at this step: keep the steps done so far, then report it
+        raise
     finally:
+        restore_signals()
         if bar is not None:
             bar.close()
     if best["state"] is not None:

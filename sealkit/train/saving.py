@@ -37,6 +37,7 @@ def save_adapter(path: str | Path, pack: AdapterPack, extra_meta: dict[str, Any]
         "shapes": {name: list(value.shape) for name, value in tensors.items()},
         **(extra_meta or {}),
     }
+    check_tensors(pack.layout, tensors, Path(path).name)  # never write an adapter that would be refused at load (e.g. NaN weights)
     return write_adapter_file(path, meta, tensors)
 
 
