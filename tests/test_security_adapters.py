@@ -1,11 +1,12 @@
-"""Issue 12, items 3 and 5: adapter files are checked where they are read, in one place
-(adapters/validate.py), for predict, eval and serve alike.
+"""Issue 12, items 3 and 5: adapter files are checked before use, in one place.
 
-A one-byte change in the metadata is caught by the checksum (which now covers the metadata), and a
-file whose checksum was recomputed by a hostile tool is still refused when its metadata or tensors
-do not make an adapter: missing keys, wrong types, missing or reshaped tensors, fewer class names
-than class embeddings, NaN weights, integer tensors, shapes that do not fit the seal. Files written
-before the metadata checksum (tensor digest only) still load.
+The metadata is checked when a file is read (AdapterFile.check_meta: a seal id, and a config and task
+that parse); the tensors are checked against the adapter's layout for the seal it is used with
+(sealkit/adapters/layout.py), by every command and the server, since every one goes through
+TaskRuntime or load_adapter. A one-byte change in the metadata is caught by the checksum (which
+now covers the metadata), and a file whose checksum was recomputed by a hostile tool is still
+refused when its metadata or tensors do not make an adapter. Files written before the metadata
+checksum (tensor digest only) still load.
 """
 
 from __future__ import annotations
@@ -60,29 +61,28 @@ def _tensor(suffix, fn):
 
 
 BAD_META = {
-    "no method": (_pop("method"), "has no 'method'"),
-    "no task": (_pop("task"), "has no 'task'"),
-    "no seal_id": (_pop("seal_id"), "has no 'seal_id'"),
-    "numeric seal_id": (_set("seal_id", 7), "seal_id is not a string"),
-    "unknown method": (_set("method", "lora"), "method 'lora' is not one of"),
-    "task a string": (_set("task", "classify"), "task is not an object"),
-    "unknown task kind": (_task(task="segment"), "task 'segment' is not one of"),
-    "no query tower": (_task(query_tower=None), "names no query_tower"),
-    "class names not strings": (_task(class_names=[1, 2, 3, 4, 5, 6]), "class_names is not a list of strings"),
-    "fewer class names": (_task(class_names=["red", "green"]), "class embeddings are [6,"),
-    "input adapter denied": (lambda m: m["towers"]["text"].__setitem__("input_adapter", False), "input_adapter=False"),
-    "out_dim lies": (_set("out_dim", 3), "out_dim is 3 in the metadata"),
+    "no task": (_pop("task"), "has no valid 'task'"),
+    "no config": (_pop("config"), "has no valid 'config'"),
+    "no seal_id": (_pop("seal_id"), "has no valid 'seal_id'"),
+    "numeric seal_id": (_set("seal_id", 7), "has no valid 'seal_id'"),
+    "method contradicts config": (_set("method", "lora"), "its metadata says method 'lora' but its config 'dga'"),
+    "unknown method": (lambda m: m.__setitem__("config", {**m["config"], "method": "lora"}), "unknown method 'lora'"),
+    "task a string": (_set("task", "classify"), "has no valid 'task'"),
+    "unknown task kind": (_task(task="segment"), "unknown task 'segment'"),
+    "no query tower": (_task(query_tower=None), "names no query tower"),
+    "class names not strings": (_task(class_names=[1, 2, 3, 4, 5, 6]), "class_names must be a list of strings"),
 }
 
+# Refused where the adapter meets its seal (predict, eval, serve: TaskRuntime).
 BAD_TENSORS = {
-    "missing input tensor": (lambda t: t.pop(_key(t, "input.down.weight")), "input adapter of tower 'text' is missing tensors"),
+    "missing input tensor": (lambda t: t.pop(_key(t, "input.down.weight")), "missing ['towers.text.input.down.weight']"),
     "NaN weights": (_tensor("output.up.weight", lambda v: np.full_like(v, np.nan)), "NaN or infinite"),
     "infinite scale": (_tensor("logit_scale", lambda v: np.full_like(v, np.inf)), "NaN or infinite"),
-    "integer tensor": (_tensor("input.up.bias", lambda v: v.astype(np.int32)), "is int32, not floating point"),
-    "reshaped up": (_tensor("input.up.weight", lambda v: np.zeros((v.shape[0] + 1, v.shape[1]), np.float32)), "inconsistent shapes"),
-    "extra class row": (_tensor("task.class_embeddings", lambda v: np.concatenate([v, v[:1]])), "class embeddings are [7,"),
-    "unknown tensor": (lambda t: t.__setitem__("backdoor", np.zeros(3, np.float32)), "unknown tensor 'backdoor'"),
-    "other tower": (lambda t: t.__setitem__("towers.image.output.proj.weight", np.zeros((2, 2), np.float32)), "tower 'image', which the task does not use"),
+    "integer tensor": (_tensor("input.up.bias", lambda v: v.astype(np.int32)), "is int32, expected floating point"),
+    "reshaped up": (_tensor("input.up.weight", lambda v: np.zeros((v.shape[0] + 1, v.shape[1]), np.float32)), "input.up.weight has shape"),
+    "extra class row": (_tensor("task.class_embeddings", lambda v: np.concatenate([v, v[:1]])), "task.class_embeddings has shape [7,"),
+    "unknown tensor": (lambda t: t.__setitem__("backdoor", np.zeros(3, np.float32)), "unexpected ['backdoor']"),
+    "other tower": (lambda t: t.__setitem__("towers.image.output.proj.weight", np.zeros((2, 2), np.float32)), "unexpected ['towers.image.output.proj.weight']"),
 }
 
 
@@ -90,18 +90,24 @@ BAD_TENSORS = {
 def test_bad_metadata_is_refused_on_read(case, good, tmp_path):
     change, message = BAD_META[case]
     path = _variant(good, tmp_path, "bad", meta_change=change)
-    with pytest.raises(AdapterError, match="bad.adapter is not a usable adapter") as caught:
+    with pytest.raises(AdapterError, match="^bad.adapter") as caught:
         read_adapter_file(path)
     assert message in str(caught.value) and "\n" not in str(caught.value)
 
 
 @pytest.mark.parametrize("case", list(BAD_TENSORS), ids=list(BAD_TENSORS))
-def test_bad_tensors_are_refused_on_read(case, good, tmp_path):
+def test_bad_tensors_are_refused_before_use(case, good, text_seal, tmp_path):
     change, message = BAD_TENSORS[case]
     path = _variant(good, tmp_path, "bad", tensor_change=change)
-    with pytest.raises(AdapterError, match="bad.adapter is not a usable adapter") as caught:
-        read_adapter_file(path)
-    assert message in str(caught.value)
+    with pytest.raises(AdapterError, match="^bad.adapter") as caught:
+        TaskRuntime(text_seal, path)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_fewer_class_names_than_class_embeddings_is_refused_before_use(good, text_seal, tmp_path):
+    path = _variant(good, tmp_path, "fewer", meta_change=_task(class_names=["red", "green"]))
+    with pytest.raises(AdapterError, match=r"fewer.adapter: tensor task.class_embeddings has shape \[6, \d+\], expected \[2, \d+\]"):
+        TaskRuntime(text_seal, path)
 
 
 def test_shapes_that_do_not_fit_the_seal_are_refused_by_the_runtime(good, text_seal, tmp_path):
@@ -115,7 +121,7 @@ def test_shapes_that_do_not_fit_the_seal_are_refused_by_the_runtime(good, text_s
 
     path = _variant(good, tmp_path, "wide", meta_change=_pop("shapes"), tensor_change=wider)
     read_adapter_file(path)  # nothing wrong in the file alone
-    with pytest.raises(AdapterError, match=r"wide.adapter is not a usable adapter: its input adapter for tower 'text' takes width \d+, the seal's tower takes"):
+    with pytest.raises(AdapterError, match=r"wide.adapter: tensor towers.text.input.down.weight has shape \[\d+, \d+\], expected"):
         TaskRuntime(text_seal, path)
 
 
@@ -159,4 +165,4 @@ def test_predict_refuses_a_bad_adapter_with_one_line(good, tiny_text_seal, keys,
     )  # fmt: skip
     assert result.returncode == AdapterError.exit_code, result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "fewer.adapter is not a usable adapter" in errors[0] and "Traceback" not in result.stderr
+    assert len(errors) == 1 and "fewer.adapter: tensor task.class_embeddings has shape" in errors[0] and "Traceback" not in result.stderr
