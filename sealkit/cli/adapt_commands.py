@@ -1,12 +1,11 @@
 """`sealkit adapt`, `eval` and `predict`: the device's commands.
 
-adapt and eval import torch (training, and evaluating trainable packs); predict runs on the
+adapt (and zero-shot eval) import torch; eval --adapter and predict run on the
 torch-free runtime (numpy adapters + onnxruntime).
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import replace
 from pathlib import Path
@@ -16,10 +15,9 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from sealkit.cli.common import KeyOption, app, console, read_key_bytes
+from sealkit.cli.common import JsonOption, JsonOutOption, KeyOption, app, console, emit_json, need_extra, read_key_bytes, warn
 from sealkit.data.dataset import Dataset
 from sealkit.errors import DataError, SealkitError
-from sealkit.fileio import atomic_write_json
 
 DataOpts = {
     "image_col": typer.Option(None, "--image-col", help="Table column holding image paths (relative to the table)."),
@@ -37,7 +35,7 @@ def _load(spec: str, columns: dict, on_bad: str, limit: Optional[int], captions:
         raise SealkitError(f"--on-bad must be skip or error, got {on_bad!r}")
     dataset = load_dataset(spec, on_bad=on_bad, limit=limit, **columns)
     if dataset.problems:
-        console.print(f"[yellow]{spec}: skipped {len(dataset.problems)} bad item(s); first: {dataset.problems[0]}[/yellow]")
+        warn(f"{spec}: skipped {len(dataset.problems)} bad item(s); first: {dataset.problems[0]}")
     if len(dataset) == 0:
         raise DataError(f"{spec} holds no usable examples; check the path and column options")
     if captions:
@@ -112,6 +110,7 @@ def adapt(
     group_col: Optional[str] = DataOpts["group_col"],
 ) -> None:
     """Train gray-box adapters through the seal; write a small adapter file bound to it."""
+    need_extra("adapt", "sealkit adapt")
     from sealkit.runtime.seal import open_seal
 
     columns = dict(image_col=image_col, text_col=text_col, text_b_col=text_b_col, label_col=label_col, group_col=group_col)
@@ -159,7 +158,7 @@ def adapt(
     counts = ", ".join(f"{k} {v:,}" for k, v in result.parameters.items())
     console.print(f"trainable parameters: {result.adapter_parameters:,} = {share:.2f}% of the backbone's {result.backbone_parameters:,} ({counts})")
     if result.fit.interrupted:
-        console.print(f"[yellow]interrupted at step {result.fit.steps_done}; checkpoint saved to {result.checkpoint_path}; continue with --resume[/yellow]")
+        warn(f"interrupted at step {result.fit.steps_done}; checkpoint saved to {result.checkpoint_path}; continue with --resume")
         if result.fit.best_step >= 0:
             console.print(f"the best adapter so far (step {result.fit.best_step}) is in {result.adapter_path}")
         raise typer.Exit(130)
@@ -183,7 +182,8 @@ def eval_command(
     captions: Optional[str] = typer.Option(None, "--captions", help="Texts from labels, e.g. 'a photo of a {}'."),
     recall_k: str = typer.Option("1,5,10", "--recall-k", help="retrieve: the k of recall@k."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Evaluate on a seeded, class-balanced subset of N examples."),
-    as_json: Optional[Path] = typer.Option(None, "--json", help="Also write the metrics to this JSON file."),
+    as_json: bool = JsonOption,
+    json_out: Optional[Path] = JsonOutOption,
     on_bad: str = typer.Option("skip", "--on-bad", help="skip (and report) or error on a bad file."),
     key: Optional[Path] = KeyOption,
     image_col: Optional[str] = DataOpts["image_col"],
@@ -192,21 +192,28 @@ def eval_command(
     label_col: Optional[str] = DataOpts["label_col"],
     group_col: Optional[str] = DataOpts["group_col"],
 ) -> None:
-    """Print a metrics table for an adapter (or the zero-shot backbone) on a dataset."""
+    """Print a metrics table for an adapter (torch-free) or the zero-shot backbone (needs torch) on a dataset."""
+    if adapter is None:
+        need_extra("adapt", "sealkit eval without --adapter (zero-shot)")
     from sealkit.runtime.seal import open_seal
 
     opened = open_seal(seal, key=read_key_bytes(key))
     columns = dict(image_col=image_col, text_col=text_col, text_b_col=text_b_col, label_col=label_col, group_col=group_col)
     dataset = _load(data, columns, on_bad, limit, captions)
     with console.status("evaluating ..."):
-        from sealkit.train.api import evaluate
+        if adapter is not None:  # a trained task runs on the torch-free runtime
+            from sealkit.runtime.evaluate import evaluate_adapter
 
-        metrics = evaluate(opened, dataset, adapter=adapter, task=task, head=head, templates=template, recall_ks=_parse_ks(recall_k))
+            metrics = evaluate_adapter(opened, dataset, adapter, recall_ks=_parse_ks(recall_k))
+        else:  # zero-shot builds the task's class prompts with the torch task code
+            from sealkit.train.api import evaluate
+
+            metrics = evaluate(opened, dataset, task=task, head=head, templates=template, recall_ks=_parse_ks(recall_k))
+    report = {"seal_id": opened.seal_id, "adapter": str(adapter) if adapter else None, "data": data, "examples": len(dataset), "metrics": metrics}
+    if emit_json(report, as_json, json_out):
+        return
     name = adapter.name if adapter else "zero-shot"
     console.print(_metrics_table(f"{data}: {len(dataset)} examples", {name: metrics}, limit_per_class=False))
-    if as_json:
-        atomic_write_json(as_json, {"seal_id": opened.seal_id, "adapter": str(adapter) if adapter else None, "data": data, "examples": len(dataset), "metrics": metrics})
-        console.print(f"wrote {as_json}")
 
 
 def _split_inputs(inputs: list[str]) -> tuple[list[str], list[str]]:
@@ -235,7 +242,8 @@ def predict(
     top_k: int = typer.Option(3, "--top-k", help="How many labels or matches to show."),
     targets: Optional[list[str]] = typer.Option(None, "--targets", help="retrieve: items to match against (image files, texts, or .txt files)."),
     embed: bool = typer.Option(False, "--embed", help="Print embeddings instead of labels or matches."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    as_json: bool = JsonOption,
+    json_out: Optional[Path] = JsonOutOption,
     key: Optional[Path] = KeyOption,
 ) -> None:
     """Labels, top-k matches or embeddings for images and texts, on the torch-free runtime."""
@@ -269,8 +277,7 @@ def predict(
             for item, row in zip(items, matrix):
                 order = row.argsort()[::-1][:top_k]
                 results.append({"input": item, "matches": [{"target": names[j], "score": round(float(row[j]), 4)} for j in order]})
-    if as_json:
-        print(json.dumps({"task": runtime.task["task"], "adapter": str(adapter), "results": results}, indent=2))
+    if emit_json({"task": runtime.task["task"], "adapter": str(adapter), "results": results}, as_json, json_out):
         return
     table = Table(title=f"{adapter.name} ({runtime.task['task']}, {runtime.method})")
     table.add_column("input", overflow="fold")

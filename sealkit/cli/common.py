@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from sealkit.errors import SealkitError
 
@@ -17,10 +18,50 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Adapt a sealed foundation model to new tasks without access to its weights.",
 )
-console = Console()
-err_console = Console(stderr=True)
+
+
+def _make_console(stderr: bool) -> Console:
+    """A console that prints every string literally: markup and emoji codes are off, so paths, texts,
+    labels and error messages such as 'data[v2].seal' or '[red]great[/red]' are shown as they are.
+    Styles are applied with `style=` or Text objects (see `error_line`, `warn`), never by markup.
+    Outside a terminal (a pipe, a log file, CI) lines and tables are not wrapped at 80 columns."""
+    made = Console(stderr=stderr, markup=False, emoji=False, highlight=False)
+    if not made.is_terminal:
+        made.width = WIDE
+    return made
+
+
+WIDE = 400  # the console width outside a terminal: wide enough that tables are never wrapped
+console = _make_console(stderr=False)
+err_console = _make_console(stderr=True)
+
+
+def error_line(label: str, message: str) -> None:
+    """One line on stderr: a red label ('error:', 'internal error:') and the message, verbatim."""
+    err_console.print(Text.assemble((label, "bold red"), " ", message), soft_wrap=True)
+
+
+def warn(message: str) -> None:
+    """A yellow line on stdout (skipped items, refused adapters), verbatim."""
+    console.print(Text(message, style="yellow"), soft_wrap=True)
 
 KeyOption = typer.Option(None, "--key", help="AES key file (DIR/seal.key). Default: the file named by $SEALKIT_KEY.")
+# One meaning everywhere: --json prints JSON (only) to stdout; --json-out PATH also writes it to a file.
+JsonOption = typer.Option(False, "--json", help="Print the result as JSON on stdout instead of tables.")
+JsonOutOption = typer.Option(None, "--json-out", help="Also write the result as JSON to this file (atomically).", dir_okay=False)
+
+
+def emit_json(payload: dict, as_json: bool, json_out: Optional[Path]) -> bool:
+    """Write `payload` to --json-out and/or stdout (--json). True when stdout got the JSON (print nothing else)."""
+    if json_out is not None:
+        from sealkit.fileio import atomic_write_json
+
+        atomic_write_json(json_out, payload)
+        if not as_json:
+            console.print(f"wrote {json_out}")
+    if as_json:
+        print(json.dumps(payload, indent=2))
+    return as_json
 
 
 def parse_options(values: list[str] | None) -> dict[str, object]:
@@ -43,3 +84,36 @@ def read_key_bytes(key: Optional[Path]) -> bytes | None:
 
     path = crypto.resolve_key_path(key)
     return crypto.read_key(path) if path else None
+
+
+# Which extra brings which optional module: a missing one is named in one line, not a traceback.
+EXTRA_MODULES = {
+    "adapt": ("torch", "tqdm"),
+    "export": ("torch", "onnxscript"),
+    "serve": ("fastapi", "uvicorn", "multipart", "prometheus_client"),
+}
+EXTRA_FOR_MODULE = {"torch": "adapt", "tqdm": "adapt", "onnxscript": "export", "fastapi": "serve", "uvicorn": "serve", "multipart": "serve", "prometheus_client": "serve"}
+
+
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def missing_extra_message(module: str) -> str | None:
+    """The one-line hint for a missing optional module, or None when no extra provides it."""
+    extra = EXTRA_FOR_MODULE.get(module.split(".")[0])
+    if extra is None:
+        return None
+    return f"this command needs {module.split('.')[0]}, which the core install leaves out: pip install 'sealkit[{extra}]'"
+
+
+def need_extra(extra: str, what: str) -> None:
+    """Check, before any work, that the modules of `extra` are installed; else one line saying what to install."""
+    missing = [m for m in EXTRA_MODULES[extra] if not _installed(m)]
+    if missing:
+        raise SealkitError(f"{what} needs {', '.join(missing)}, which the core install leaves out: pip install 'sealkit[{extra}]'")

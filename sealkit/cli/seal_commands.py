@@ -9,8 +9,9 @@ from typing import Optional
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
-from sealkit.cli.common import KeyOption, app, console, parse_options, read_key_bytes
+from sealkit.cli.common import JsonOption, JsonOutOption, KeyOption, app, console, emit_json, need_extra, parse_options, read_key_bytes
 from sealkit.errors import SealkitError
 
 
@@ -36,6 +37,7 @@ def export_command(
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Recipe option key=value, e.g. --set image_size=128."),
 ) -> None:
     """Compile a recipe's towers to forward and VJP graphs and write one encrypted, signed seal."""
+    need_extra("export", "sealkit export")
     if exposure not in ("dark", "light"):
         raise SealkitError(f"--exposure must be dark or light, got {exposure!r}")
     key_bytes = None
@@ -75,7 +77,8 @@ def inspect(
     seal: Path = typer.Argument(..., help="The seal file."),
     key: Optional[Path] = KeyOption,
     verify_key: Optional[Path] = typer.Option(None, "--verify-key", help="The owner's public key (sign.pub); refuse the seal unless its signature verifies."),
-    as_json: bool = typer.Option(False, "--json", help="Print the manifest and check results as JSON."),
+    as_json: bool = JsonOption,
+    json_out: Optional[Path] = JsonOutOption,
 ) -> None:
     """Show what a device may know about a seal, and verify it (hashes, signature, key)."""
     from sealkit.seal.container import read_seal
@@ -101,10 +104,9 @@ def inspect(
         else:
             checks["key"] = "not given (pass --key to check it)"
     m = file.manifest
-    if as_json:
-        print(json.dumps({"manifest": m.to_dict(), "checks": checks}, indent=2))
+    if emit_json({"manifest": m.to_dict(), "checks": checks}, as_json, json_out):
         return
-    console.print(f"[bold]{seal}[/bold]  seal id {m.seal_id}")
+    console.print(f"{seal}  seal id {m.seal_id}", style="bold")
     console.print(f"name {m.name!r}, format v{m.format_version}, produced by {m.producer.get('name')} {m.producer.get('version')}")
     console.print(f"exposure {m.exposure}; {'encrypted (' + m.encryption['algorithm'] + ', key ' + m.encryption['key_id'] + ')' if m.encryption else 'NOT encrypted (obfuscated only)'}")
     for name, tower in m.towers.items():
@@ -135,6 +137,7 @@ def check(
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Recipe option key=value, as given to export."),
 ) -> None:
     """Owner's parity check: seal vs torch on fresh random inputs; non-zero exit above tolerance."""
+    need_extra("export", "sealkit check")
     from sealkit.compile.check import DEFAULT_TOLERANCE, assert_parity, check_seal
     from sealkit.compile.recipe import load_recipe
     from sealkit.runtime.seal import open_seal
@@ -149,7 +152,7 @@ def check(
         table.add_column(column)
     for row in rows:
         style = "red" if row.rel_error > limit else ""
-        table.add_row(row.tower, str(row.batch), str(row.sequence or "-"), row.quantity, f"[{style}]{row.rel_error:.2e}[/{style}]" if style else f"{row.rel_error:.2e}")
+        table.add_row(row.tower, str(row.batch), str(row.sequence or "-"), row.quantity, Text(f"{row.rel_error:.2e}", style=style))
     console.print(table)
     assert_parity(rows, limit)
     console.print(f"parity ok: worst relative error {max(r.rel_error for r in rows):.2e} <= {limit:.0e}")

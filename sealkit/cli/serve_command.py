@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from sealkit.cli.common import KeyOption, app, console, read_key_bytes
+from sealkit.cli.common import KeyOption, app, console, need_extra, read_key_bytes, warn
 from sealkit.errors import ServeError
 
 
@@ -40,11 +40,7 @@ def serve(
     The seal key comes from --key or $SEALKIT_KEY only, never from a request. Set
     $SEALKIT_ADMIN_TOKEN to require 'Authorization: Bearer <token>' on /admin/*.
     """
-    try:
-        import uvicorn  # noqa: F401
-        import fastapi  # noqa: F401
-    except ImportError:
-        raise ServeError("sealkit serve needs FastAPI and uvicorn: pip install 'sealkit[serve]'") from None
+    need_extra("serve", "sealkit serve")
     from sealkit.runtime.seal import open_seal
     from sealkit.serve.server import Deployment, ServeConfig, serve_forever
     from sealkit.serve.service import Limits
@@ -71,6 +67,6 @@ def serve(
     tasks = deployment.registry.tasks()
     console.print(f"seal '{opened.manifest.name}' ({opened.seal_id}): {len(tasks)} task(s) from {adapters}: {', '.join(t.name for t in tasks) or 'none yet'}", highlight=False, soft_wrap=True)
     for name, reason in deployment.registry.refused.items():
-        console.print(f"[yellow]refused {name}: {reason}[/yellow]", highlight=False, soft_wrap=True)
+        warn(f"refused {name}: {reason}")
     mode = f"batching up to {max_batch} items / {max_wait_ms:g} ms" if not no_batching else "no batching"
     serve_forever(deployment, on_listening=lambda url: console.print(f"serving on {url} ({mode}); API docs at {url}/docs", highlight=False, soft_wrap=True))
