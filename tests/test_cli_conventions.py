@@ -158,3 +158,95 @@ def test_eval_with_an_adapter_runs_without_torch_and_matches_the_torch_metrics(k
     assert cli_metrics == pytest.approx(torch_metrics, abs=1e-9)
     if kind == "retrieve":
         assert "text->target R@3" in cli_metrics  # the adapter's own recall_ks, as recorded at training
+
+
+# ----- 3. conventions ---------------------------------------------------------------------------
+
+
+def test_version_and_completion_are_offered():
+    from sealkit import __version__
+
+    result = sealkit("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"sealkit {__version__}"
+    help_text = sealkit("--help").stdout
+    assert "--install-completion" in help_text and "--show-completion" in help_text
+
+
+@pytest.mark.parametrize(
+    "args, listed",
+    [
+        (["adapt", "missing.seal", "--train", "missing.csv", "--out", "o.adapter", "--method", "bogus"], "'output', 'dga', 'lga'"),
+        (["adapt", "missing.seal", "--train", "missing.csv", "--out", "o.adapter", "--task", "bogus"], "'classify', 'retrieve'"),
+        (["eval", "missing.seal", "--data", "missing.csv", "--on-bad", "bogus"], "'skip', 'error'"),
+        (["eval", "missing.seal", "--data", "missing.csv", "--head", "bogus"], "'text', 'linear'"),
+        (["export", "missing.py", "--out", "o.seal", "--exposure", "bogus"], "'dark', 'light'"),
+    ],
+)
+def test_a_bad_choice_is_a_usage_error_before_any_work(args, listed, tmp_path):
+    """Exit 2 (click's usage error), naming the allowed values, although the seal and data do not exist."""
+    result = sealkit(*args, cwd=tmp_path)
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert listed in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_choices_are_listed_in_help():
+    help_text = sealkit("adapt", "--help").stdout
+    for listed in ("output|dga|lga", "classify|retrieve", "text|linear", "skip|error"):
+        assert listed in help_text, listed
+
+
+def test_an_internal_error_has_its_own_exit_code(tmp_path):
+    code = """
+import sys
+import sealkit.seal.crypto
+def broken(folder):
+    raise RuntimeError("a bug [x]")
+sealkit.seal.crypto.write_keys = broken
+import sealkit.cli
+sys.argv = ["sealkit", "keygen", "--out", sys.argv[1]]
+sealkit.cli.main()
+"""
+    from sealkit.cli import INTERNAL_ERROR
+
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=60, env={**os.environ, "SEALKIT_DEBUG": ""})
+    assert result.returncode == INTERNAL_ERROR == 70
+    assert result.stderr.startswith("internal error: RuntimeError: a bug [x]")
+    assert "Traceback" not in result.stderr
+
+
+def test_progress_outside_a_terminal_is_one_line_per_interval():
+    import io
+
+    from sealkit.train.progress import LineProgress, make_progress
+
+    quiet = io.StringIO()
+    bar = make_progress(50, 0, "dga/classify", file=quiet)
+    assert isinstance(bar, LineProgress)
+    bar.interval = 3600.0
+    for _ in range(50):
+        bar.set_postfix({"loss": "0.5"})
+        bar.update(1)
+    bar.close()
+    assert quiet.getvalue().splitlines() == ["dga/classify: step 50/50 (100%) loss=0.5"]  # only the final line
+
+    every = io.StringIO()
+    bar = LineProgress(5, 2, "output/retrieve", interval=0.0, file=every)
+    for _ in range(3):
+        bar.update(1)
+    bar.close()
+    assert every.getvalue().splitlines() == [f"output/retrieve: step {n}/5 ({100 * n // 5}%)" for n in (3, 4, 5)]
+    assert "\r" not in every.getvalue()
+
+
+def test_tables_are_not_wrapped_outside_a_terminal():
+    code = """
+from rich.table import Table
+from sealkit.cli.common import console
+table = Table()
+table.add_column("input")
+table.add_row("x" * 150 + " [end]")
+console.print(table)
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "x" * 150 + " [end]" in result.stdout, result.stdout

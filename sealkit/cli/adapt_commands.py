@@ -15,7 +15,7 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from sealkit.cli.common import JsonOption, JsonOutOption, KeyOption, app, console, emit_json, need_extra, read_key_bytes, warn
+from sealkit.cli.common import Head, JsonOption, JsonOutOption, KeyOption, Method, OnBad, TaskKind, app, console, emit_json, need_extra, read_key_bytes, warn
 from sealkit.data.dataset import Dataset
 from sealkit.errors import DataError, SealkitError
 
@@ -31,8 +31,6 @@ DataOpts = {
 def _load(spec: str, columns: dict, on_bad: str, limit: Optional[int], captions: Optional[str]) -> Dataset:
     from sealkit.data import load_dataset
 
-    if on_bad not in ("skip", "error"):
-        raise SealkitError(f"--on-bad must be skip or error, got {on_bad!r}")
     dataset = load_dataset(spec, on_bad=on_bad, limit=limit, **columns)
     if dataset.problems:
         warn(f"{spec}: skipped {len(dataset.problems)} bad item(s); first: {dataset.problems[0]}")
@@ -75,8 +73,8 @@ def _parse_ks(text: str) -> tuple[int, ...]:
 @app.command()
 def adapt(
     seal: Path = typer.Argument(..., help="The seal file."),
-    method: str = typer.Option("dga", "--method", help="output: output adapter only (fastest); dga: + input adapters; lga: + entry points (light seals)."),
-    task: str = typer.Option("classify", "--task", help="classify (labels) or retrieve (image-text or text-text pairs)."),
+    method: Method = typer.Option("dga", "--method", help="output: output adapter only (fastest); dga: + input adapters; lga: + entry points (light seals)."),
+    task: TaskKind = typer.Option("classify", "--task", help="classify (labels) or retrieve (image-text or text-text pairs)."),
     train: str = typer.Option(..., "--train", help="Training data: a folder, .csv/.tsv/.jsonl, an IDX file, or a built-in (fashion-mnist:train, mnist-5k, rotten-tomatoes:sentiment, rotten-tomatoes:review-plot)."),
     val: Optional[str] = typer.Option(None, "--val", help="Validation data; default: a seeded split of --train."),
     out: Path = typer.Option(..., "--out", help="The adapter file to write (TASK.adapter); the checkpoint goes to TASK.adapter.ckpt."),
@@ -91,7 +89,7 @@ def adapt(
     val_fraction: float = typer.Option(0.2, "--val-fraction", help="Share of --train held out when --val is not given."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Use a seeded, class-balanced subset of at most N training examples."),
     val_limit: Optional[int] = typer.Option(2000, "--val-limit", help="Evaluate on at most N validation examples."),
-    head: Optional[str] = typer.Option(None, "--head", help="classify: text (class-name prompts; default with a text tower) or linear."),
+    head: Optional[Head] = typer.Option(None, "--head", help="classify: text (class-name prompts; default with a text tower) or linear."),
     template: Optional[list[str]] = typer.Option(None, "--template", help="Class prompt template(s), e.g. 'a photo of a {}.'"),
     captions: Optional[str] = typer.Option(None, "--captions", help="Make a text for each example from its label, e.g. 'a photo of a {}' (image-text retrieval)."),
     recall_k: str = typer.Option("1,5,10", "--recall-k", help="retrieve: the k of recall@k."),
@@ -100,7 +98,7 @@ def adapt(
     text_prompts: int = typer.Option(0, "--text-prompts", help="Learnable prompt tokens added to every text (dga/lga)."),
     output_hidden: int = typer.Option(-1, "--output-hidden", help="Hidden width of the residual output adapter (-1: about 0.5% of the tower; 0: none)."),
     shared_dim: int = typer.Option(128, "--shared-dim", help="Width of the shared space when two towers differ."),
-    on_bad: str = typer.Option("skip", "--on-bad", help="A bad file in the data: skip (and report) or error."),
+    on_bad: OnBad = typer.Option("skip", "--on-bad", help="A bad file in the data: skip (and report) or error."),
     key: Optional[Path] = KeyOption,
     verify_key: Optional[Path] = typer.Option(None, "--verify-key", help="The owner's public key; refuse the seal unless it verifies."),
     image_col: Optional[str] = DataOpts["image_col"],
@@ -176,15 +174,15 @@ def eval_command(
     seal: Path = typer.Argument(..., help="The seal file."),
     data: str = typer.Option(..., "--data", help="Evaluation data (as for adapt --train)."),
     adapter: Optional[Path] = typer.Option(None, "--adapter", help="Adapter file; without it, the frozen backbone (zero-shot)."),
-    task: str = typer.Option("classify", "--task", help="classify or retrieve (taken from the adapter when given)."),
-    head: Optional[str] = typer.Option(None, "--head", help="Zero-shot classify head: text."),
+    task: TaskKind = typer.Option("classify", "--task", help="classify or retrieve (taken from the adapter when given)."),
+    head: Optional[Head] = typer.Option(None, "--head", help="Zero-shot classify head."),
     template: Optional[list[str]] = typer.Option(None, "--template", help="Zero-shot class prompt template(s)."),
     captions: Optional[str] = typer.Option(None, "--captions", help="Texts from labels, e.g. 'a photo of a {}'."),
     recall_k: str = typer.Option("1,5,10", "--recall-k", help="retrieve: the k of recall@k."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Evaluate on a seeded, class-balanced subset of N examples."),
     as_json: bool = JsonOption,
     json_out: Optional[Path] = JsonOutOption,
-    on_bad: str = typer.Option("skip", "--on-bad", help="skip (and report) or error on a bad file."),
+    on_bad: OnBad = typer.Option("skip", "--on-bad", help="skip (and report) or error on a bad file."),
     key: Optional[Path] = KeyOption,
     image_col: Optional[str] = DataOpts["image_col"],
     text_col: Optional[str] = DataOpts["text_col"],

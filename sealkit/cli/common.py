@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from enum import Enum
 from pathlib import Path
 from typing import Optional
 
@@ -13,7 +14,8 @@ from rich.text import Text
 from sealkit.errors import SealkitError
 
 app = typer.Typer(
-    add_completion=False,
+    rich_markup_mode=None,  # plain click help and one-line click usage errors (no boxes, no markup)
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     help="Adapt a sealed foundation model to new tasks without access to its weights.",
@@ -44,6 +46,46 @@ def error_line(label: str, message: str) -> None:
 def warn(message: str) -> None:
     """A yellow line on stdout (skipped items, refused adapters), verbatim."""
     console.print(Text(message, style="yellow"), soft_wrap=True)
+
+
+class Choice(str, Enum):
+    """A fixed set of option values: typer lists them in --help and click checks them before any work
+    (a usage error, exit 2). Members are plain strings to the library code (name == value)."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
+
+
+def choice(name: str, *values: str) -> type[Choice]:
+    return Choice(name, [(v, v) for v in values])  # type: ignore[return-value]
+
+
+Method = choice("Method", "output", "dga", "lga")
+TaskKind = choice("TaskKind", "classify", "retrieve")
+Head = choice("Head", "text", "linear")
+OnBad = choice("OnBad", "skip", "error")
+Exposure = choice("Exposure", "dark", "light")
+Weights = choice("Weights", "shared", "copied")
+LogLevel = choice("LogLevel", "debug", "info", "warning", "error")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from sealkit import __version__
+
+        print(f"sealkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", help="Print sealkit's version and exit.", is_eager=True, callback=_version),
+) -> None:
+    """Adapt a sealed foundation model to new tasks without access to its weights."""
+
 
 KeyOption = typer.Option(None, "--key", help="AES key file (DIR/seal.key). Default: the file named by $SEALKIT_KEY.")
 # One meaning everywhere: --json prints JSON (only) to stdout; --json-out PATH also writes it to a file.

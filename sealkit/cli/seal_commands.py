@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from sealkit.cli.common import JsonOption, JsonOutOption, KeyOption, app, console, emit_json, need_extra, parse_options, read_key_bytes
+from sealkit.cli.common import JsonOption, JsonOutOption, Exposure, KeyOption, app, console, emit_json, need_extra, parse_options, read_key_bytes
 from sealkit.errors import SealkitError
 
 
@@ -32,14 +32,12 @@ def export_command(
     out: Path = typer.Option(..., "--out", help="Where to write the seal."),
     key: Optional[Path] = KeyOption,
     sign_key: Optional[Path] = typer.Option(None, "--sign-key", help="Ed25519 private key (DIR/sign.key) to sign the seal."),
-    exposure: str = typer.Option("dark", "--exposure", help="dark: input and output only; light: also the recipe's entry points."),
+    exposure: Exposure = typer.Option("dark", "--exposure", help="dark: input and output only; light: also the recipe's entry points."),
     no_encrypt: bool = typer.Option(False, "--no-encrypt", help="Write an obfuscated but unencrypted seal."),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Recipe option key=value, e.g. --set image_size=128."),
 ) -> None:
     """Compile a recipe's towers to forward and VJP graphs and write one encrypted, signed seal."""
     need_extra("export", "sealkit export")
-    if exposure not in ("dark", "light"):
-        raise SealkitError(f"--exposure must be dark or light, got {exposure!r}")
     key_bytes = None
     if not no_encrypt:
         key_bytes = read_key_bytes(key)

@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from sealkit.cli.common import KeyOption, app, console, need_extra, read_key_bytes, warn
+from sealkit.cli.common import KeyOption, LogLevel, Weights, app, console, need_extra, read_key_bytes, warn
 from sealkit.errors import ServeError
 
 
@@ -32,8 +32,8 @@ def serve(
     no_batching: bool = typer.Option(False, "--no-batching", help="Run each request's backbone call alone, at once."),
     poll_seconds: float = typer.Option(1.0, "--poll-seconds", help="Rescan the adapters folder this often (0: only on POST /admin/reload)."),
     threads: int = typer.Option(0, "--threads", help="onnxruntime threads per backbone call (0: all cores)."),
-    weights: str = typer.Option("shared", "--weights", help="shared: the weights held once (least memory); copied: onnxruntime's own optimised copy per graph (faster small batches, about one more weights' worth of memory)."),
-    log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
+    weights: Weights = typer.Option("shared", "--weights", help="shared: the weights held once (least memory); copied: onnxruntime's own optimised copy per graph (faster small batches, about one more weights' worth of memory)."),
+    log_level: LogLevel = typer.Option("info", "--log-level", help="Server log level."),
 ) -> None:
     """Serve every adapter in a folder from one backbone: /tasks, /tasks/NAME/embed|classify|index|retrieve, /docs.
 
@@ -45,8 +45,6 @@ def serve(
     from sealkit.serve.server import Deployment, ServeConfig, serve_forever
     from sealkit.serve.service import Limits
 
-    if log_level not in ("debug", "info", "warning", "error"):
-        raise ServeError(f"--log-level must be debug, info, warning or error, got {log_level!r}")
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = ServeConfig(
         host=host,
