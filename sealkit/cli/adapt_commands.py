@@ -31,6 +31,13 @@ DataOpts = {
 def _load(spec: str, columns: dict, on_bad: str, limit: Optional[int], captions: Optional[str]) -> Dataset:
     from sealkit.data import load_dataset
 
+    if not any(columns[c] for c in ("image_col", "text_col", "text_b_col", "label_col")):
+        from sealkit.data.readers import pick_columns
+
+        picked = pick_columns(spec)  # a table: say which columns its names point to
+        if picked:
+            console.print(f"{spec}: using " + ", ".join(f"column '{col}' as the {field}" for field, col in picked.items()))
+            columns = {**columns, **{f"{field}_col": col for field, col in picked.items()}}
     dataset = load_dataset(spec, on_bad=on_bad, limit=limit, **columns)
     if dataset.problems:
         warn(f"{spec}: skipped {len(dataset.problems)} bad item(s); first: {dataset.problems[0]}")
