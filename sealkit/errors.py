@@ -96,3 +96,9 @@ class ServeError(SealkitError):
     """The serving configuration is invalid (adapters folder, port, limits)."""
 
     exit_code = 16
+
+
+class DeviceError(SealkitError):
+    """The requested execution provider (device) is not available in this onnxruntime build."""
+
+    exit_code = 17

@@ -15,7 +15,7 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from sealkit.cli.common import Head, JsonOption, JsonOutOption, KeyOption, Method, OnBad, TaskKind, app, console, emit_json, need_extra, read_key_bytes, warn
+from sealkit.cli.common import Device, DeviceOption, Head, JsonOption, JsonOutOption, KeyOption, Method, OnBad, TaskKind, app, console, emit_json, need_extra, read_key_bytes, warn
 from sealkit.data.dataset import Dataset
 from sealkit.errors import DataError, SealkitError
 
@@ -107,6 +107,7 @@ def adapt(
     shared_dim: int = typer.Option(128, "--shared-dim", help="Width of the shared space when two towers differ."),
     on_bad: OnBad = typer.Option("skip", "--on-bad", help="A bad file in the data: skip (and report) or error."),
     key: Optional[Path] = KeyOption,
+    device: Device = DeviceOption,
     verify_key: Optional[Path] = typer.Option(None, "--verify-key", help="The owner's public key; refuse the seal unless it verifies."),
     image_col: Optional[str] = DataOpts["image_col"],
     text_col: Optional[str] = DataOpts["text_col"],
@@ -119,7 +120,7 @@ def adapt(
     from sealkit.runtime.seal import open_seal
 
     columns = dict(image_col=image_col, text_col=text_col, text_b_col=text_b_col, label_col=label_col, group_col=group_col)
-    opened = open_seal(seal, key=read_key_bytes(key), verify_key=verify_key)
+    opened = open_seal(seal, key=read_key_bytes(key), verify_key=verify_key, providers=device.value)
     train_set = _load(train, columns, on_bad, limit, captions)
     if val:
         val_set = _load(val, columns, on_bad, val_limit, captions)
@@ -191,6 +192,7 @@ def eval_command(
     json_out: Optional[Path] = JsonOutOption,
     on_bad: OnBad = typer.Option("skip", "--on-bad", help="skip (and report) or error on a bad file."),
     key: Optional[Path] = KeyOption,
+    device: Device = DeviceOption,
     image_col: Optional[str] = DataOpts["image_col"],
     text_col: Optional[str] = DataOpts["text_col"],
     text_b_col: Optional[str] = DataOpts["text_b_col"],
@@ -202,7 +204,7 @@ def eval_command(
         need_extra("adapt", "sealkit eval without --adapter (zero-shot)")
     from sealkit.runtime.seal import open_seal
 
-    opened = open_seal(seal, key=read_key_bytes(key))
+    opened = open_seal(seal, key=read_key_bytes(key), providers=device.value)
     columns = dict(image_col=image_col, text_col=text_col, text_b_col=text_b_col, label_col=label_col, group_col=group_col)
     dataset = _load(data, columns, on_bad, limit, captions)
     with console.status("evaluating ..."):
@@ -250,12 +252,13 @@ def predict(
     as_json: bool = JsonOption,
     json_out: Optional[Path] = JsonOutOption,
     key: Optional[Path] = KeyOption,
+    device: Device = DeviceOption,
 ) -> None:
     """Labels, top-k matches or embeddings for images and texts, on the torch-free runtime."""
     from sealkit.runtime.seal import open_seal
     from sealkit.runtime.task import TaskRuntime, normalise
 
-    opened = open_seal(seal, key=read_key_bytes(key))
+    opened = open_seal(seal, key=read_key_bytes(key), providers=device.value)
     runtime = TaskRuntime(opened, adapter)
     images, texts = _split_inputs(inputs)
     groups = [("image", images), ("text", texts)]

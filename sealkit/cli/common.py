@@ -70,6 +70,10 @@ OnBad = choice("OnBad", "skip", "error")
 Exposure = choice("Exposure", "dark", "light")
 Weights = choice("Weights", "shared", "copied")
 LogLevel = choice("LogLevel", "debug", "info", "warning", "error")
+Device = choice("Device", "auto", "cpu", "cuda")
+DeviceOption = typer.Option(
+    "auto", "--device", help="onnxruntime execution provider: cuda needs onnxruntime-gpu (pip install 'sealkit[gpu]'); auto: cuda when available."
+)
 
 
 def _version(value: bool) -> None:

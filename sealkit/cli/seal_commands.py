@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from sealkit.cli.common import JsonOption, JsonOutOption, Exposure, KeyOption, app, console, emit_json, need_extra, parse_options, read_key_bytes
+from sealkit.cli.common import Device, DeviceOption, Exposure, JsonOption, JsonOutOption, KeyOption, app, console, emit_json, need_extra, parse_options, read_key_bytes
 from sealkit.errors import SealkitError
 
 
@@ -75,6 +75,7 @@ def inspect(
     seal: Path = typer.Argument(..., help="The seal file."),
     key: Optional[Path] = KeyOption,
     verify_key: Optional[Path] = typer.Option(None, "--verify-key", help="The owner's public key (sign.pub); refuse the seal unless its signature verifies."),
+    device: Device = DeviceOption,
     as_json: bool = JsonOption,
     json_out: Optional[Path] = JsonOutOption,
 ) -> None:
@@ -99,6 +100,10 @@ def inspect(
                     file.blob(record.name, key_bytes)
             file.blob(WEIGHTS_BLOB, key_bytes)
             checks["key"] = "opens the seal"
+            from sealkit.runtime.providers import active_providers
+            from sealkit.runtime.seal import Seal
+
+            checks["providers"] = ", ".join(active_providers(Seal(file, key_bytes, providers=device.value)))
         else:
             checks["key"] = "not given (pass --key to check it)"
     m = file.manifest

@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from sealkit.cli.common import KeyOption, LogLevel, Weights, app, console, need_extra, read_key_bytes, warn
+from sealkit.cli.common import Device, DeviceOption, KeyOption, LogLevel, Weights, app, console, need_extra, read_key_bytes, warn
 from sealkit.errors import ServeError
 
 
@@ -23,6 +23,7 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (loopback by default; 0.0.0.0 exposes the server)."),
     port: int = typer.Option(8000, "--port", help="Port to listen on; 0 picks a free one (printed)."),
     key: Optional[Path] = KeyOption,
+    device: Device = DeviceOption,
     verify_key: Optional[Path] = typer.Option(None, "--verify-key", help="The owner's public key; refuse the seal unless it verifies."),
     max_batch: int = typer.Option(32, "--max-batch", help="Most items in one backbone call."),
     max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", help="Longest a request waits for others to share its backbone call."),
@@ -60,7 +61,7 @@ def serve(
     ).check()
     if not adapters.is_dir():
         raise ServeError(f"--adapters {adapters} is not a folder; create it and put TASK.adapter files in it")
-    opened = open_seal(seal, key=read_key_bytes(key), verify_key=verify_key, threads=threads, weights=weights)
+    opened = open_seal(seal, key=read_key_bytes(key), verify_key=verify_key, providers=device.value, threads=threads, weights=weights.value)
     deployment = Deployment(opened, adapters, config).start()
     tasks = deployment.registry.tasks()
     console.print(f"seal '{opened.manifest.name}' ({opened.seal_id}): {len(tasks)} task(s) from {adapters}: {', '.join(t.name for t in tasks) or 'none yet'}", highlight=False, soft_wrap=True)

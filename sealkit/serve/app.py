@@ -39,6 +39,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sealkit import __version__
 from sealkit.errors import AdapterMismatchError, SealkitError
+from sealkit.runtime.providers import active_providers
 from sealkit.serve.errors import BadRequestError, TooLargeError, UnauthorizedError, UnsupportedMediaError
 from sealkit.serve.service import Items
 
@@ -310,8 +311,8 @@ def create_app(deployment) -> FastAPI:
     # --- status ---------------------------------------------------------------------------------
     @app.get("/health", tags=["status"])
     async def health() -> dict:
-        """Liveness: the process answers. Also the seal, task count and batcher statistics."""
-        return {"status": "ok", **deployment.status()}
+        """Liveness: the process answers. Also the seal, the execution providers its sessions run on, task count and batcher statistics."""
+        return {"status": "ok", **deployment.status(), "providers": active_providers(deployment.seal)}
 
     @app.get("/ready", tags=["status"], responses={503: {"model": ErrorResponse}})
     async def ready():
