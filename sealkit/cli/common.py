@@ -136,9 +136,9 @@ def read_key_bytes(key: Optional[Path]) -> bytes | None:
 EXTRA_MODULES = {
     "adapt": ("torch", "tqdm"),
     "export": ("torch", "onnxscript"),
-    "serve": ("fastapi", "uvicorn", "multipart", "prometheus_client"),
+    "serve": ("fastapi", "uvicorn", "multipart", "prometheus_client", "fastapi_offline"),
 }
-EXTRA_FOR_MODULE = {"torch": "adapt", "tqdm": "adapt", "onnxscript": "export", "fastapi": "serve", "uvicorn": "serve", "multipart": "serve", "prometheus_client": "serve"}
+EXTRA_FOR_MODULE = {"torch": "adapt", "tqdm": "adapt", "onnxscript": "export", "fastapi": "serve", "uvicorn": "serve", "multipart": "serve", "prometheus_client": "serve", "fastapi_offline": "serve"}
 
 
 def _installed(module: str) -> bool:
