@@ -72,14 +72,17 @@ def export_command(
 
 @app.command()
 def inspect(
-    seal: Path = typer.Argument(..., help="The seal file."),
+    seal: Path = typer.Argument(..., help="The seal file, or an adapter file (TASK.adapter)."),
     key: Optional[Path] = KeyOption,
     verify_key: Optional[Path] = typer.Option(None, "--verify-key", help="The owner's public key (sign.pub); refuse the seal unless its signature verifies."),
     device: Device = DeviceOption,
     as_json: bool = JsonOption,
     json_out: Optional[Path] = JsonOutOption,
 ) -> None:
-    """Show what a device may know about a seal, and verify it (hashes, signature, key)."""
+    """Show what a device may know about a seal (and verify it), or what an adapter file (FILE.adapter) holds."""
+    if seal.suffix.lower() in (".adapter", ".safetensors"):
+        inspect_adapter(seal, as_json, json_out)
+        return
     from sealkit.seal.container import read_seal
 
     file = read_seal(seal)
@@ -129,6 +132,35 @@ def inspect(
         console.print(f"  preprocessing: {json.dumps(tower.preprocessing)}")
     for check, result in checks.items():
         console.print(f"{check}: {result}")
+
+
+def inspect_adapter(path: Path, as_json: bool, json_out: Optional[Path]) -> None:
+    """`sealkit inspect TASK.adapter`: its task, method, classes, parameters per module, seal and training record."""
+    from sealkit.adapters.file import read_adapter_file
+    from sealkit.adapters.summary import describe_adapter
+
+    info = describe_adapter(read_adapter_file(path))
+    if emit_json(info, as_json, json_out):
+        return
+    console.print(f"{path}  adapter for seal {info['seal']['id']} ({info['seal']['name']})", style="bold")
+    console.print(f"{info['format']}, written by sealkit {info['sealkit_version']}")
+    console.print(f"task {info['task']} with method {info['method']}" + (f", head {info['head']}" if info["task"] == "classify" else "") + f"; towers {info['towers']}")
+    if info["classes"]:
+        console.print(f"classes ({len(info['classes'])}): {', '.join(info['classes'])}")
+    table = Table(title=f"parameters: {info['parameters']['total']:,}")
+    for column in ("module", "tensors", "parameters"):
+        table.add_column(column, justify="left" if column == "module" else "right")
+    for module, row in info["parameters"]["by_module"].items():
+        table.add_row(module, str(row["tensors"]), f"{row['parameters']:,}")
+    console.print(table)
+    training = info["training"]
+    if training:
+        metrics = training.get("metrics") or {}
+        shown = {k: round(v, 4) for k, v in metrics.items() if "/" not in k}
+        console.print(f"training: {training.get('train_examples', '?')} examples, config {json.dumps(training.get('train_config', {}))}")
+        console.print(f"best at step {training.get('best_step')}: {shown}; before ({training.get('baseline_kind')}): {training.get('zero_shot')}")
+        console.print(f"complete: {training.get('complete')}, {training.get('evaluations')} evaluations, {training.get('seconds', 0) or 0:.0f}s" + (f", started from {training['init_from']}" if training.get("init_from") else ""))
+    console.print(f"tensors sha256 {info['tensors_sha256']} (verified)")
 
 
 @app.command()
