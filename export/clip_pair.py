@@ -1,22 +1,5 @@
-"""Recipe: an image-text pair, EfficientNet-Lite0 (images) with all-MiniLM-L6-v2 (texts).
+"""Recipe: EfficientNet-Lite0 + all-MiniLM-L6-v2 (an image-text pair). It ships inside the package (sealkit/recipes/clip_pair.py), so `sealkit demo`
+works after `pip install`; this file keeps `sealkit export export/clip_pair.py` working from a checkout."""
 
-The towers were trained separately, so their spaces are not aligned: a device aligns them by
-training the output adapters (and, for dga/lga, the input adapters) on its own image-text data.
-A two-tower recipe just lists both towers; see the single-tower recipes for each.
-"""
-
-from __future__ import annotations
-
-from efficientnet_lite0 import image_tower
-from minilm import text_tower
-
-from sealkit.compile.recipe import Recipe
-
-
-def recipe(image_size: int = 224, max_length: int = 64) -> Recipe:
-    # EfficientNet's ReLU6 kinks move its input gradients by ~1e-3 relative; see efficientnet_lite0.py.
-    return Recipe(
-        name="efficientnet-lite0+all-MiniLM-L6-v2",
-        towers=[image_tower(int(image_size)), text_tower(int(max_length))],
-        tolerance=1e-2,
-    )
+from sealkit.recipes.clip_pair import *  # noqa: F401,F403
+from sealkit.recipes.clip_pair import recipe  # noqa: F401

@@ -15,9 +15,7 @@ import typer
 from rich.table import Table
 
 from sealkit.cli.common import app, console, need_extra
-from sealkit.errors import SealkitError
 
-RECIPE = Path(__file__).resolve().parents[2] / "export" / "clip_pair.py"
 
 
 def _step(title: str) -> None:
@@ -39,8 +37,6 @@ def demo(
     """Export the default two-tower seal and adapt it to Fashion-MNIST: zero-shot vs adapted, side by side."""
     need_extra("export", "sealkit demo")
     started = time.perf_counter()
-    if not RECIPE.is_file():
-        raise SealkitError(f"the demo recipe {RECIPE} is missing; run the demo from a sealkit source checkout")
     from sealkit.data import load_dataset
 
     train = load_dataset("fashion-mnist:train", limit=train_limit)
@@ -64,7 +60,9 @@ def demo(
         from sealkit.compile.export import export_seal
         from sealkit.compile.recipe import load_recipe
 
-        recipe = load_recipe(RECIPE, image_size=image_size, max_length=32)
+        from sealkit.recipes import recipe_path
+
+        recipe = load_recipe(recipe_path("clip_pair"), image_size=image_size, max_length=32)
         export_seal(
             recipe,
             seal_path,

