@@ -117,6 +117,8 @@ def adapt(
 ) -> None:
     """Train gray-box adapters through the seal; write a small adapter file bound to it."""
     need_extra("adapt", "sealkit adapt")
+    method, task, on_bad = method.value, task.value, on_bad.value  # plain strings for the library
+    head = head.value if head else None
     from sealkit.runtime.seal import open_seal
 
     columns = dict(image_col=image_col, text_col=text_col, text_b_col=text_b_col, label_col=label_col, group_col=group_col)
@@ -202,6 +204,8 @@ def eval_command(
     """Print a metrics table for an adapter (torch-free) or the zero-shot backbone (needs torch) on a dataset."""
     if adapter is None:
         need_extra("adapt", "sealkit eval without --adapter (zero-shot)")
+    task, on_bad = task.value, on_bad.value  # plain strings for the library
+    head = head.value if head else None
     from sealkit.runtime.seal import open_seal
 
     opened = open_seal(seal, key=read_key_bytes(key), providers=device.value)

@@ -61,7 +61,7 @@ def export_command(
             status.update(f"exporting '{loaded.name}' ...")
 
         status.update("compiling graphs (tens of seconds per tower) ...")
-        summary = export_seal(loaded, out, key=key_bytes, signing_key=signing, exposure=exposure, progress=progress)
+        summary = export_seal(loaded, out, key=key_bytes, signing_key=signing, exposure=exposure.value, progress=progress)
     m = summary.manifest
     console.print(
         f"sealed '{m.name}' -> {summary.path}: {summary.seal_bytes / 1e6:.1f} MB, weights {summary.weight_bytes / 1e6:.1f} MB "

@@ -42,6 +42,7 @@ def serve(
     $SEALKIT_ADMIN_TOKEN to require 'Authorization: Bearer <token>' on /admin/*.
     """
     need_extra("serve", "sealkit serve")
+    log_level = log_level.value
     from sealkit.runtime.seal import open_seal
     from sealkit.serve.server import Deployment, ServeConfig, serve_forever
     from sealkit.serve.service import Limits
