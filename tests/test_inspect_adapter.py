@@ -71,3 +71,21 @@ def test_inspecting_a_broken_adapter_is_one_line(tmp_path):
     broken.write_bytes(b"not a safetensors file")
     result = subprocess.run([SEALKIT, "inspect", str(broken)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 11 and result.stderr.startswith("error:") and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_inspecting_an_adapter_needs_no_torch(adapter):
+    from no_torch import assert_ok, run_without_torch
+
+    result = run_without_torch(
+        """
+        import sealkit.cli
+        sys.argv = ["sealkit", "inspect", sys.argv[1], "--json"]
+        try:
+            sealkit.cli.main()
+        except SystemExit as exc:
+            assert not exc.code, exc.code
+        """,
+        str(adapter),
+    )
+    assert_ok(result)
+    assert '"method": "dga"' in result.stdout

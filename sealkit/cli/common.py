@@ -138,7 +138,10 @@ EXTRA_MODULES = {
     "export": ("torch", "onnxscript"),
     "serve": ("fastapi", "uvicorn", "multipart", "prometheus_client", "fastapi_offline"),
 }
-EXTRA_FOR_MODULE = {"torch": "adapt", "tqdm": "adapt", "onnxscript": "export", "fastapi": "serve", "uvicorn": "serve", "multipart": "serve", "prometheus_client": "serve", "fastapi_offline": "serve"}
+EXTRA_FOR_MODULE: dict[str, str] = {}
+for _extra, _modules in EXTRA_MODULES.items():
+    for _module in _modules:
+        EXTRA_FOR_MODULE.setdefault(_module, _extra)  # torch: adapt, the extra most users need
 
 
 def _installed(module: str) -> bool:
