@@ -34,6 +34,7 @@ _PUBLIC = {
     # deploy a task (torch-free)
     "TaskRuntime": "sealkit.runtime.task",
     "Prediction": "sealkit.runtime.task",
+    "evaluate_adapter": "sealkit.runtime.evaluate",
     # train and evaluate (torch: pip install 'sealkit[adapt]')
     "adapt": "sealkit.train.api",
     "evaluate": "sealkit.train.api",
@@ -71,6 +72,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; never executed
     from sealkit.data.readers import load_dataset as load_dataset
     from sealkit.errors import SealkitError as SealkitError
     from sealkit.runtime.seal import Seal as Seal, open_seal as open_seal
+    from sealkit.runtime.evaluate import evaluate_adapter as evaluate_adapter
     from sealkit.runtime.task import Prediction as Prediction, TaskRuntime as TaskRuntime
     from sealkit.train.api import AdaptResult as AdaptResult, adapt as adapt, evaluate as evaluate
     from sealkit.train.config import TrainConfig as TrainConfig

@@ -116,3 +116,9 @@ class OutputPathError(SealkitError):
     """An output path cannot be written (a folder, under a file, read-only); checked before any work."""
 
     exit_code = 18
+
+
+class DeviceError(SealkitError):
+    """The requested execution provider (device) is not available in this onnxruntime build."""
+
+    exit_code = 19

@@ -51,7 +51,7 @@ def test_eval_json_has_the_adapters_metrics(trained, tiny_pair_seal, keys, data,
     report = tmp_path / "metrics.json"
     result = sealkit(
         "eval", tiny_pair_seal, "--adapter", trained["adapter"], "--data", data["val"],
-        "--image-col", "image", "--label-col", "label", "--json", report, "--key", keys["key"],
+        "--image-col", "image", "--label-col", "label", "--json-out", report, "--key", keys["key"],
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     content = json.loads(report.read_text())
@@ -67,7 +67,7 @@ def test_eval_without_an_adapter_reports_zero_shot(tiny_pair_seal, keys, data, t
     report = tmp_path / "zero.json"
     result = sealkit(
         "eval", tiny_pair_seal, "--data", data["val"], "--image-col", "image", "--label-col", "label",
-        "--task", "classify", "--json", report, "--key", keys["key"],
+        "--task", "classify", "--json-out", report, "--key", keys["key"],
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     content = json.loads(report.read_text())

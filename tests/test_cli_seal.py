@@ -134,7 +134,9 @@ def test_inspect_json_describes_the_exported_seal_and_verifies_it(cli_seal, cli_
     assert tower["inputs"][0]["name"] == "pixels" and tower["inputs"][0]["shape"] == ["batch", 3, 32, 32]
     assert tower["output"]["shape"] == ["batch", 48]
     assert tower["entry_points"] == [] and set(tower["graphs"]) == {"forward", "vjp"}
+    providers = report["checks"].pop("providers")  # what a session of the seal runs on (--device auto)
     assert report["checks"] == {"integrity": "ok", "signature": "verified", "key": "opens the seal"}
+    assert providers.endswith("CPUExecutionProvider")
 
 
 def test_inspect_without_key_or_verify_key_says_what_it_did_not_check(cli_seal):

@@ -1,12 +1,11 @@
 """`sealkit adapt`, `eval` and `predict`: the device's commands.
 
-adapt and eval import torch (training, and evaluating trainable packs); predict runs on the
+adapt (and zero-shot eval) import torch; eval --adapter and predict run on the
 torch-free runtime (numpy adapters + onnxruntime).
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import replace
 from pathlib import Path
@@ -17,10 +16,27 @@ import typer
 from rich.table import Table
 
 from sealkit.cli.checks import at_least, check_templates, positive_finite
-from sealkit.cli.common import KeyOption, VerifyKeyOption, app, console, open_seal_checked
+from sealkit.cli.common import (
+    Device,
+    DeviceOption,
+    Head,
+    JsonOption,
+    JsonOutOption,
+    KeyOption,
+    Method,
+    OnBad,
+    TaskKind,
+    VerifyKeyOption,
+    app,
+    console,
+    emit_json,
+    need_extra,
+    open_seal_checked,
+    warn,
+)
 from sealkit.data.dataset import Dataset
 from sealkit.errors import DataError, SealkitError
-from sealkit.fileio import atomic_write_json, check_output_path
+from sealkit.fileio import check_output_path
 
 DataOpts = {
     "image_col": typer.Option(None, "--image-col", help="Table column holding image paths (relative to the table)."),
@@ -34,11 +50,16 @@ DataOpts = {
 def _load(spec: str, columns: dict, on_bad: str, limit: Optional[int], captions: Optional[str]) -> Dataset:
     from sealkit.data import load_dataset
 
-    if on_bad not in ("skip", "error"):
-        raise SealkitError(f"--on-bad must be skip or error, got {on_bad!r}")
+    if not any(columns[c] for c in ("image_col", "text_col", "text_b_col", "label_col")):
+        from sealkit.data.readers import pick_columns
+
+        picked = pick_columns(spec)  # a table: say which columns its names point to
+        if picked:
+            console.print(f"{spec}: using " + ", ".join(f"column '{col}' as the {field}" for field, col in picked.items()))
+            columns = {**columns, **{f"{field}_col": col for field, col in picked.items()}}
     dataset = load_dataset(spec, on_bad=on_bad, limit=limit, **columns)
     if dataset.problems:
-        console.print(f"[yellow]{spec}: skipped {len(dataset.problems)} bad item(s); first: {dataset.problems[0]}[/yellow]")
+        warn(f"{spec}: skipped {len(dataset.problems)} bad item(s); first: {dataset.problems[0]}")
     if len(dataset) == 0:
         raise DataError(f"{spec} holds no usable examples; check the path and column options")
     if captions:
@@ -78,8 +99,8 @@ def _parse_ks(text: str) -> tuple[int, ...]:
 @app.command()
 def adapt(
     seal: Path = typer.Argument(..., help="The seal file."),
-    method: str = typer.Option("dga", "--method", help="output: output adapter only (fastest); dga: + input adapters; lga: + entry points (light seals)."),
-    task: str = typer.Option("classify", "--task", help="classify (labels) or retrieve (image-text or text-text pairs)."),
+    method: Method = typer.Option("dga", "--method", help="output: output adapter only (fastest); dga: + input adapters; lga: + entry points (light seals)."),
+    task: TaskKind = typer.Option("classify", "--task", help="classify (labels) or retrieve (image-text or text-text pairs)."),
     train: str = typer.Option(..., "--train", help="Training data: a folder, .csv/.tsv/.jsonl, an IDX file, or a named dataset (fashion-mnist:train, mnist-5k, rotten-tomatoes:sentiment, rotten-tomatoes:review-plot)."),
     val: Optional[str] = typer.Option(None, "--val", help="Validation data; default: a seeded split of --train."),
     out: Path = typer.Option(..., "--out", help="The adapter file to write (TASK.adapter); the checkpoint goes to TASK.adapter.ckpt."),
@@ -94,7 +115,7 @@ def adapt(
     val_fraction: float = typer.Option(0.2, "--val-fraction", help="Share of --train held out when --val is not given."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Use a seeded, class-balanced subset of at most N training examples."),
     val_limit: Optional[int] = typer.Option(2000, "--val-limit", help="Evaluate on at most N validation examples."),
-    head: Optional[str] = typer.Option(None, "--head", help="classify: text (class-name prompts; default with a text tower) or linear."),
+    head: Optional[Head] = typer.Option(None, "--head", help="classify: text (class-name prompts; default with a text tower) or linear."),
     template: Optional[list[str]] = typer.Option(None, "--template", help="Class prompt template(s), e.g. 'a photo of a {}.'"),
     captions: Optional[str] = typer.Option(None, "--captions", help="Make a text for each example from its label, e.g. 'a photo of a {}' (image-text retrieval)."),
     recall_k: str = typer.Option("1,5,10", "--recall-k", help="retrieve: the k of recall@k."),
@@ -103,8 +124,9 @@ def adapt(
     text_prompts: int = typer.Option(0, "--text-prompts", help="Learnable prompt tokens added to every text (dga/lga)."),
     output_hidden: int = typer.Option(-1, "--output-hidden", help="Hidden width of the residual output adapter (-1: about 0.5% of the tower; 0: none)."),
     shared_dim: int = typer.Option(128, "--shared-dim", help="Width of the shared space when two towers differ."),
-    on_bad: str = typer.Option("skip", "--on-bad", help="A bad file in the data: skip (and report) or error."),
+    on_bad: OnBad = typer.Option("skip", "--on-bad", help="A bad file in the data: skip (and report) or error."),
     key: Optional[Path] = KeyOption,
+    device: Device = DeviceOption,
     verify_key: Optional[Path] = VerifyKeyOption,
     image_col: Optional[str] = DataOpts["image_col"],
     text_col: Optional[str] = DataOpts["text_col"],
@@ -113,6 +135,9 @@ def adapt(
     group_col: Optional[str] = DataOpts["group_col"],
 ) -> None:
     """Train gray-box adapters through the seal; write a small adapter file bound to it."""
+    need_extra("adapt", "sealkit adapt")
+    method, task, on_bad = method.value, task.value, on_bad.value  # plain strings for the library
+    head = head.value if head else None
     check_output_path(out, "--out")  # before loading anything: a bad --out must not cost a training run
     for flag, value, low in (("--batch", batch, 1), ("--eval-every", eval_every, 0), ("--limit", limit, 1), ("--val-limit", val_limit, 1),
                              ("--image-width", image_width, 1), ("--text-rank", text_rank, 1), ("--text-prompts", text_prompts, 0),
@@ -123,7 +148,7 @@ def adapt(
         positive_finite("--epochs", epochs)
     check_templates(template)
     columns = dict(image_col=image_col, text_col=text_col, text_b_col=text_b_col, label_col=label_col, group_col=group_col)
-    opened = open_seal_checked(seal, key, verify_key)
+    opened = open_seal_checked(seal, key, verify_key, providers=device.value)
     train_set = _load(train, columns, on_bad, limit, captions)
     if val:
         val_set = _load(val, columns, on_bad, val_limit, captions)
@@ -167,7 +192,7 @@ def adapt(
     counts = ", ".join(f"{k} {v:,}" for k, v in result.parameters.items())
     console.print(f"trainable parameters: {result.adapter_parameters:,} = {share:.2f}% of the backbone's {result.backbone_parameters:,} ({counts})")
     if result.fit.interrupted:
-        console.print(f"[yellow]interrupted at step {result.fit.steps_done}; checkpoint saved to {result.checkpoint_path}; continue with --resume[/yellow]")
+        warn(f"interrupted at step {result.fit.steps_done}; checkpoint saved to {result.checkpoint_path}; continue with --resume")
         if result.fit.best_step >= 0:
             console.print(f"the best adapter so far (step {result.fit.best_step}) is in {result.adapter_path}")
         raise typer.Exit(130)
@@ -185,39 +210,50 @@ def eval_command(
     seal: Path = typer.Argument(..., help="The seal file."),
     data: str = typer.Option(..., "--data", help="Evaluation data (as for adapt --train)."),
     adapter: Optional[Path] = typer.Option(None, "--adapter", help="Adapter file; without it, the frozen backbone (zero-shot)."),
-    task: str = typer.Option("classify", "--task", help="classify or retrieve (taken from the adapter when given)."),
-    head: Optional[str] = typer.Option(None, "--head", help="Zero-shot classify head: text."),
+    task: TaskKind = typer.Option("classify", "--task", help="classify or retrieve (taken from the adapter when given)."),
+    head: Optional[Head] = typer.Option(None, "--head", help="Zero-shot classify head."),
     template: Optional[list[str]] = typer.Option(None, "--template", help="Zero-shot class prompt template(s)."),
     captions: Optional[str] = typer.Option(None, "--captions", help="Texts from labels, e.g. 'a photo of a {}'."),
     recall_k: str = typer.Option("1,5,10", "--recall-k", help="retrieve: the k of recall@k."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Evaluate on a seeded, class-balanced subset of N examples."),
-    as_json: Optional[Path] = typer.Option(None, "--json", help="Also write the metrics to this JSON file."),
-    on_bad: str = typer.Option("skip", "--on-bad", help="skip (and report) or error on a bad file."),
+    as_json: bool = JsonOption,
+    json_out: Optional[Path] = JsonOutOption,
+    on_bad: OnBad = typer.Option("skip", "--on-bad", help="skip (and report) or error on a bad file."),
     key: Optional[Path] = KeyOption,
     verify_key: Optional[Path] = VerifyKeyOption,
+    device: Device = DeviceOption,
     image_col: Optional[str] = DataOpts["image_col"],
     text_col: Optional[str] = DataOpts["text_col"],
     text_b_col: Optional[str] = DataOpts["text_b_col"],
     label_col: Optional[str] = DataOpts["label_col"],
     group_col: Optional[str] = DataOpts["group_col"],
 ) -> None:
-    """Print a metrics table for an adapter (or the zero-shot backbone) on a dataset."""
-    if as_json is not None:
-        check_output_path(as_json, "--json")
+    """Print a metrics table for an adapter (torch-free) or the zero-shot backbone (needs torch) on a dataset."""
+    if adapter is None:
+        need_extra("adapt", "sealkit eval without --adapter (zero-shot)")
+    task, on_bad = task.value, on_bad.value  # plain strings for the library
+    head = head.value if head else None
+    if json_out is not None:
+        check_output_path(json_out, "--json-out")
     at_least("--limit", limit, 1)
     check_templates(template)
-    opened = open_seal_checked(seal, key, verify_key)
+    opened = open_seal_checked(seal, key, verify_key, providers=device.value)
     columns = dict(image_col=image_col, text_col=text_col, text_b_col=text_b_col, label_col=label_col, group_col=group_col)
     dataset = _load(data, columns, on_bad, limit, captions)
     with console.status("evaluating ..."):
-        from sealkit.train.api import evaluate
+        if adapter is not None:  # a trained task runs on the torch-free runtime
+            from sealkit.runtime.evaluate import evaluate_adapter
 
-        metrics = evaluate(opened, dataset, adapter=adapter, task=task, head=head, templates=template, recall_ks=_parse_ks(recall_k))
+            metrics = evaluate_adapter(opened, dataset, adapter, recall_ks=_parse_ks(recall_k))
+        else:  # zero-shot builds the task's class prompts with the torch task code
+            from sealkit.train.api import evaluate
+
+            metrics = evaluate(opened, dataset, task=task, head=head, templates=template, recall_ks=_parse_ks(recall_k))
+    report = {"seal_id": opened.seal_id, "adapter": str(adapter) if adapter else None, "data": data, "examples": len(dataset), "metrics": metrics}
+    if emit_json(report, as_json, json_out):
+        return
     name = adapter.name if adapter else "zero-shot"
     console.print(_metrics_table(f"{data}: {len(dataset)} examples", {name: metrics}, limit_per_class=False))
-    if as_json:
-        atomic_write_json(as_json, {"seal_id": opened.seal_id, "adapter": str(adapter) if adapter else None, "data": data, "examples": len(dataset), "metrics": metrics})
-        console.print(f"wrote {as_json}")
 
 
 def _split_inputs(inputs: list[str]) -> tuple[list[str], list[str]]:
@@ -252,9 +288,11 @@ def predict(
     top_k: int = typer.Option(3, "--top-k", help="How many labels or matches to show."),
     targets: Optional[list[str]] = typer.Option(None, "--targets", help="retrieve: items to match against (image files, texts, or .txt files)."),
     embed: bool = typer.Option(False, "--embed", help="Print embeddings instead of labels or matches."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    as_json: bool = JsonOption,
+    json_out: Optional[Path] = JsonOutOption,
     key: Optional[Path] = KeyOption,
     verify_key: Optional[Path] = VerifyKeyOption,
+    device: Device = DeviceOption,
 ) -> None:
     """Labels, top-k matches or embeddings for images and texts, on the torch-free runtime."""
     from sealkit.adapters.functional import normalise
@@ -262,7 +300,7 @@ def predict(
 
     at_least("--top-k", top_k, 1)
     images, texts = _split_inputs(inputs)  # bad inputs fail before the seal and adapter are loaded
-    opened = open_seal_checked(seal, key, verify_key)
+    opened = open_seal_checked(seal, key, verify_key, providers=device.value)
     runtime = TaskRuntime(opened, adapter)
     groups = [("image", images), ("text", texts)]
     results = []
@@ -288,8 +326,7 @@ def predict(
             for item, row in zip(items, matrix):
                 order = row.argsort()[::-1][:top_k]
                 results.append({"input": item, "matches": [{"target": names[j], "score": round(float(row[j]), 4)} for j in order]})
-    if as_json:
-        print(json.dumps({"task": runtime.spec.task, "adapter": str(adapter), "results": results}, indent=2))
+    if emit_json({"task": runtime.spec.task, "adapter": str(adapter), "results": results}, as_json, json_out):
         return
     table = Table(title=f"{adapter.name} ({runtime.spec.task}, {runtime.method})")
     table.add_column("input", overflow="fold")

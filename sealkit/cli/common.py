@@ -3,22 +3,93 @@
 from __future__ import annotations
 
 import json
+from enum import Enum
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from sealkit.errors import SealkitError
 
 app = typer.Typer(
-    add_completion=False,
+    rich_markup_mode=None,  # plain click help and one-line click usage errors (no boxes, no markup)
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     help="Adapt a sealed foundation model to new tasks without access to its weights.",
 )
-console = Console()
-err_console = Console(stderr=True)
+
+
+def _make_console(stderr: bool) -> Console:
+    """A console that prints every string literally: markup and emoji codes are off, so paths, texts,
+    labels and error messages such as 'data[v2].seal' or '[red]great[/red]' are shown as they are.
+    Styles are applied with `style=` or Text objects (see `error_line`, `warn`), never by markup.
+    Outside a terminal (a pipe, a log file, CI) lines and tables are not wrapped at 80 columns."""
+    made = Console(stderr=stderr, markup=False, emoji=False, highlight=False)
+    if not made.is_terminal:
+        made.width = WIDE
+    return made
+
+
+WIDE = 400  # the console width outside a terminal: wide enough that tables are never wrapped
+console = _make_console(stderr=False)
+err_console = _make_console(stderr=True)
+
+
+def error_line(label: str, message: str) -> None:
+    """One line on stderr: a red label ('error:', 'internal error:') and the message, verbatim."""
+    err_console.print(Text.assemble((label, "bold red"), " ", message), soft_wrap=True)
+
+
+def warn(message: str) -> None:
+    """A yellow line on stdout (skipped items, refused adapters), verbatim."""
+    console.print(Text(message, style="yellow"), soft_wrap=True)
+
+
+class Choice(str, Enum):
+    """A fixed set of option values: typer lists them in --help and click checks them before any work
+    (a usage error, exit 2). Members are plain strings to the library code (name == value)."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
+
+
+def choice(name: str, *values: str) -> type[Choice]:
+    return Choice(name, [(v, v) for v in values])  # type: ignore[return-value]
+
+
+Method = choice("Method", "output", "dga", "lga")
+TaskKind = choice("TaskKind", "classify", "retrieve")
+Head = choice("Head", "text", "linear")
+OnBad = choice("OnBad", "skip", "error")
+Exposure = choice("Exposure", "dark", "light")
+Weights = choice("Weights", "shared", "copied")
+LogLevel = choice("LogLevel", "debug", "info", "warning", "error")
+Device = choice("Device", "auto", "cpu", "cuda")
+DeviceOption = typer.Option(
+    "auto", "--device", help="onnxruntime execution provider: cuda needs onnxruntime-gpu (pip install 'sealkit[gpu]'); auto: cuda when available."
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from sealkit import __version__
+
+        print(f"sealkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", help="Print sealkit's version and exit.", is_eager=True, callback=_version),
+) -> None:
+    """Adapt a sealed foundation model to new tasks without access to its weights."""
+
 
 KeyOption = typer.Option(None, "--key", help="AES key file (DIR/seal.key). Default: the file named by $SEALKIT_KEY.")
 VerifyKeyOption = typer.Option(None, "--verify-key", help="The owner's public key (sign.pub); refuse the seal unless it verifies. Default: the file named by $SEALKIT_VERIFY_KEY.")
@@ -30,8 +101,26 @@ def open_seal_checked(seal: Path, key: Optional[Path], verify_key: Optional[Path
 
     opened = open_seal(seal, key=read_key_bytes(key), verify_key=verify_key, **options)
     for warning in opened.authenticity_warnings:
-        err_console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
+        err_console.print(Text.assemble(("warning:", "yellow"), " ", warning), soft_wrap=True)
     return opened
+
+
+# One meaning everywhere: --json prints JSON (only) to stdout; --json-out PATH also writes it to a file.
+JsonOption = typer.Option(False, "--json", help="Print the result as JSON on stdout instead of tables.")
+JsonOutOption = typer.Option(None, "--json-out", help="Also write the result as JSON to this file (atomically).", dir_okay=False)
+
+
+def emit_json(payload: dict, as_json: bool, json_out: Optional[Path]) -> bool:
+    """Write `payload` to --json-out and/or stdout (--json). True when stdout got the JSON (print nothing else)."""
+    if json_out is not None:
+        from sealkit.fileio import atomic_write_json
+
+        atomic_write_json(json_out, payload)
+        if not as_json:
+            console.print(f"wrote {json_out}")
+    if as_json:
+        print(json.dumps(payload, indent=2))
+    return as_json
 
 
 def parse_options(values: list[str] | None) -> dict[str, object]:
@@ -54,3 +143,39 @@ def read_key_bytes(key: Optional[Path]) -> bytes | None:
 
     path = crypto.resolve_key_path(key)
     return crypto.read_key(path) if path else None
+
+
+# Which extra brings which optional module: a missing one is named in one line, not a traceback.
+EXTRA_MODULES = {
+    "adapt": ("torch", "tqdm"),
+    "export": ("torch", "onnxscript"),
+    "serve": ("fastapi", "uvicorn", "multipart", "prometheus_client", "fastapi_offline"),
+}
+EXTRA_FOR_MODULE: dict[str, str] = {}
+for _extra, _modules in EXTRA_MODULES.items():
+    for _module in _modules:
+        EXTRA_FOR_MODULE.setdefault(_module, _extra)  # torch: adapt, the extra most users need
+
+
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def missing_extra_message(module: str) -> str | None:
+    """The one-line hint for a missing optional module, or None when no extra provides it."""
+    extra = EXTRA_FOR_MODULE.get(module.split(".")[0])
+    if extra is None:
+        return None
+    return f"this command needs {module.split('.')[0]}, which the core install leaves out: pip install 'sealkit[{extra}]'"
+
+
+def need_extra(extra: str, what: str) -> None:
+    """Check, before any work, that the modules of `extra` are installed; else one line saying what to install."""
+    missing = [m for m in EXTRA_MODULES[extra] if not _installed(m)]
+    if missing:
+        raise SealkitError(f"{what} needs {', '.join(missing)}, which the core install leaves out: pip install 'sealkit[{extra}]'")

@@ -14,14 +14,15 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from sealkit.cli.common import app, console
-from sealkit.errors import SealkitError
+from sealkit.cli.common import app, console, need_extra
 
-RECIPE = Path(__file__).resolve().parents[2] / "export" / "clip_pair.py"
 
 
 def _step(title: str) -> None:
-    console.rule(f"[bold]{title}")
+    if console.is_terminal:
+        console.rule(title, style="bold")
+    else:
+        console.print(f"== {title}", style="bold")
 
 
 @app.command()
@@ -34,9 +35,8 @@ def demo(
     dga_steps: int = typer.Option(40, "--dga-steps", help="Steps of the DarkGray-box run (0 skips it)."),
 ) -> None:
     """Export the default two-tower seal and adapt it to Fashion-MNIST: zero-shot vs adapted, side by side."""
+    need_extra("export", "sealkit demo")
     started = time.perf_counter()
-    if not RECIPE.is_file():
-        raise SealkitError(f"the demo recipe {RECIPE} is missing; run the demo from a sealkit source checkout")
     from sealkit.data import load_dataset
 
     train = load_dataset("fashion-mnist:train", limit=train_limit)
@@ -60,7 +60,9 @@ def demo(
         from sealkit.compile.export import export_seal
         from sealkit.compile.recipe import load_recipe
 
-        recipe = load_recipe(RECIPE, image_size=image_size, max_length=32)
+        from sealkit.recipes import recipe_path
+
+        recipe = load_recipe(recipe_path("clip_pair"), image_size=image_size, max_length=32)
         export_seal(
             recipe,
             seal_path,

@@ -9,8 +9,24 @@ from typing import Optional
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
-from sealkit.cli.common import KeyOption, VerifyKeyOption, app, console, open_seal_checked, parse_options, read_key_bytes
+from sealkit.cli.common import (
+    Device,
+    DeviceOption,
+    Exposure,
+    JsonOption,
+    JsonOutOption,
+    KeyOption,
+    VerifyKeyOption,
+    app,
+    console,
+    emit_json,
+    need_extra,
+    open_seal_checked,
+    parse_options,
+    read_key_bytes,
+)
 from sealkit.errors import SealkitError
 
 
@@ -31,13 +47,12 @@ def export_command(
     out: Path = typer.Option(..., "--out", help="Where to write the seal."),
     key: Optional[Path] = KeyOption,
     sign_key: Optional[Path] = typer.Option(None, "--sign-key", help="Ed25519 private key (DIR/sign.key) to sign the seal."),
-    exposure: str = typer.Option("dark", "--exposure", help="dark: input and output only; light: also the recipe's entry points."),
+    exposure: Exposure = typer.Option("dark", "--exposure", help="dark: input and output only; light: also the recipe's entry points."),
     no_encrypt: bool = typer.Option(False, "--no-encrypt", help="Write an obfuscated but unencrypted seal."),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Recipe option key=value, e.g. --set image_size=128."),
 ) -> None:
     """Compile a recipe's towers to forward and VJP graphs and write one encrypted, signed seal."""
-    if exposure not in ("dark", "light"):
-        raise SealkitError(f"--exposure must be dark or light, got {exposure!r}")
+    need_extra("export", "sealkit export")
     from sealkit.fileio import check_output_path, remove_stale_temps
 
     check_output_path(out, "--out")  # before compiling (tens of seconds)
@@ -65,7 +80,7 @@ def export_command(
             status.update(f"exporting '{loaded.name}' ...")
 
         status.update("compiling graphs (tens of seconds per tower) ...")
-        summary = export_seal(loaded, out, key=key_bytes, signing_key=signing, exposure=exposure, progress=progress)
+        summary = export_seal(loaded, out, key=key_bytes, signing_key=signing, exposure=exposure.value, progress=progress)
     m = summary.manifest
     console.print(
         f"sealed '{m.name}' -> {summary.path}: {summary.seal_bytes / 1e6:.1f} MB, weights {summary.weight_bytes / 1e6:.1f} MB "
@@ -76,12 +91,17 @@ def export_command(
 
 @app.command()
 def inspect(
-    seal: Path = typer.Argument(..., help="The seal file."),
+    seal: Path = typer.Argument(..., help="The seal file, or an adapter file (TASK.adapter)."),
     key: Optional[Path] = KeyOption,
     verify_key: Optional[Path] = VerifyKeyOption,
-    as_json: bool = typer.Option(False, "--json", help="Print the manifest and check results as JSON."),
+    device: Device = DeviceOption,
+    as_json: bool = JsonOption,
+    json_out: Optional[Path] = JsonOutOption,
 ) -> None:
-    """Show what a device may know about a seal, and verify it (hashes, signature, key)."""
+    """Show what a device may know about a seal (and verify it), or what an adapter file (FILE.adapter) holds."""
+    if seal.suffix.lower() in (".adapter", ".safetensors"):
+        inspect_adapter(seal, as_json, json_out)
+        return
     from sealkit.seal.container import read_seal
 
     from sealkit.seal.crypto import resolve_verify_key_path
@@ -105,13 +125,16 @@ def inspect(
                     file.blob(record.name, key_bytes)
             file.blob(WEIGHTS_BLOB, key_bytes)
             checks["key"] = "opens the seal"
+            from sealkit.runtime.providers import active_providers
+            from sealkit.runtime.seal import Seal
+
+            checks["providers"] = ", ".join(active_providers(Seal(file, key_bytes, providers=device.value)))
         else:
             checks["key"] = "not given (pass --key to check it)"
     m = file.manifest
-    if as_json:
-        print(json.dumps({"manifest": m.to_dict(), "checks": checks}, indent=2))
+    if emit_json({"manifest": m.to_dict(), "checks": checks}, as_json, json_out):
         return
-    console.print(f"[bold]{seal}[/bold]  seal id {m.seal_id}")
+    console.print(f"{seal}  seal id {m.seal_id}", style="bold")
     console.print(f"name {m.name!r}, format v{m.format_version}, produced by {m.producer.get('name')} {m.producer.get('version')}")
     console.print(f"exposure {m.exposure}; {'encrypted (' + m.encryption['algorithm'] + ', key ' + m.encryption['key_id'] + ')' if m.encryption else 'NOT encrypted (obfuscated only)'}")
     for name, tower in m.towers.items():
@@ -133,6 +156,35 @@ def inspect(
         console.print(f"{check}: {result}")
 
 
+def inspect_adapter(path: Path, as_json: bool, json_out: Optional[Path]) -> None:
+    """`sealkit inspect TASK.adapter`: its task, method, classes, parameters per module, seal and training record."""
+    from sealkit.adapters.file import read_adapter_file
+    from sealkit.adapters.summary import describe_adapter
+
+    info = describe_adapter(read_adapter_file(path))
+    if emit_json(info, as_json, json_out):
+        return
+    console.print(f"{path}  adapter for seal {info['seal']['id']} ({info['seal']['name']})", style="bold")
+    console.print(f"{info['format']}, written by sealkit {info['sealkit_version']}")
+    console.print(f"task {info['task']} with method {info['method']}" + (f", head {info['head']}" if info["task"] == "classify" else "") + f"; towers {info['towers']}")
+    if info["classes"]:
+        console.print(f"classes ({len(info['classes'])}): {', '.join(info['classes'])}")
+    table = Table(title=f"parameters: {info['parameters']['total']:,}")
+    for column in ("module", "tensors", "parameters"):
+        table.add_column(column, justify="left" if column == "module" else "right")
+    for module, row in info["parameters"]["by_module"].items():
+        table.add_row(module, str(row["tensors"]), f"{row['parameters']:,}")
+    console.print(table)
+    training = info["training"]
+    if training:
+        metrics = training.get("metrics") or {}
+        shown = {k: round(v, 4) for k, v in metrics.items() if "/" not in k}
+        console.print(f"training: {training.get('train_examples', '?')} examples, config {json.dumps(training.get('train_config', {}))}")
+        console.print(f"best at step {training.get('best_step')}: {shown}; before ({training.get('baseline_kind')}): {training.get('zero_shot')}")
+        console.print(f"complete: {training.get('complete')}, {training.get('evaluations')} evaluations, {training.get('seconds', 0) or 0:.0f}s" + (f", started from {training['init_from']}" if training.get("init_from") else ""))
+    console.print(f"tensors sha256 {info['tensors_sha256']} (verified)")
+
+
 @app.command()
 def check(
     seal: Path = typer.Argument(..., help="The seal file."),
@@ -143,6 +195,7 @@ def check(
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Recipe option key=value, as given to export."),
 ) -> None:
     """Owner's parity check: seal vs torch on fresh random inputs; non-zero exit above tolerance."""
+    need_extra("export", "sealkit check")
     from sealkit.compile.check import DEFAULT_TOLERANCE, assert_parity, check_seal
     from sealkit.compile.recipe import load_recipe
     opened = open_seal_checked(seal, key, verify_key)
@@ -155,7 +208,7 @@ def check(
         table.add_column(column)
     for row in rows:
         style = "red" if row.rel_error > limit else ""
-        table.add_row(row.tower, str(row.batch), str(row.sequence or "-"), row.quantity, f"[{style}]{row.rel_error:.2e}[/{style}]" if style else f"{row.rel_error:.2e}")
+        table.add_row(row.tower, str(row.batch), str(row.sequence or "-"), row.quantity, Text(f"{row.rel_error:.2e}", style=style))
     console.print(table)
     assert_parity(rows, limit)
     console.print(f"parity ok: worst relative error {max(r.rel_error for r in rows):.2e} <= {limit:.0e}")

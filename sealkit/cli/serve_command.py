@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from sealkit.cli.common import KeyOption, VerifyKeyOption, app, console, open_seal_checked
+from sealkit.cli.common import Device, DeviceOption, KeyOption, LogLevel, VerifyKeyOption, Weights, app, console, need_extra, open_seal_checked, warn
 from sealkit.errors import ServeError
 
 
@@ -23,6 +23,7 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (loopback by default; 0.0.0.0 exposes the server)."),
     port: int = typer.Option(8000, "--port", help="Port to listen on; 0 picks a free one (printed)."),
     key: Optional[Path] = KeyOption,
+    device: Device = DeviceOption,
     verify_key: Optional[Path] = VerifyKeyOption,
     max_batch: int = typer.Option(32, "--max-batch", help="Most items in one backbone call."),
     max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", help="Longest a request waits for others to share its backbone call."),
@@ -32,8 +33,8 @@ def serve(
     no_batching: bool = typer.Option(False, "--no-batching", help="Run each request's backbone call alone, at once."),
     poll_seconds: float = typer.Option(1.0, "--poll-seconds", help="Rescan the adapters folder this often (0: only on POST /admin/reload)."),
     threads: int = typer.Option(0, "--threads", help="onnxruntime threads per backbone call (0: all cores)."),
-    weights: str = typer.Option("shared", "--weights", help="shared: the weights held once (least memory); copied: onnxruntime's own optimised copy per graph (faster small batches, about one more weights' worth of memory)."),
-    log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
+    weights: Weights = typer.Option("shared", "--weights", help="shared: the weights held once (least memory); copied: onnxruntime's own optimised copy per graph (faster small batches, about one more weights' worth of memory)."),
+    log_level: LogLevel = typer.Option("info", "--log-level", help="Server log level."),
     engine: str = typer.Option("local", "--engine", help="local: this process (the default); ray: a Ray Serve app on the Ray cluster (RAY_ADDRESS, or a local one), needs sealkit[ray]."),
     replicas: str = typer.Option("1", "--replicas", help="--engine ray: backbone replicas per tower, N or autoscaling bounds MIN-MAX."),
     replica_cpus: float = typer.Option(1.0, "--replica-cpus", help="--engine ray: CPUs Ray reserves for each backbone replica (also its onnxruntime threads unless --threads)."),
@@ -45,16 +46,11 @@ def serve(
     $SEALKIT_ADMIN_TOKEN to enable /admin/* with 'Authorization: Bearer <token>'; without it the
     admin API is disabled, unless --admin-without-token on a loopback --host.
     """
-    try:
-        import uvicorn  # noqa: F401
-        import fastapi  # noqa: F401
-    except ImportError:
-        raise ServeError("sealkit serve needs FastAPI and uvicorn: pip install 'sealkit[serve]'") from None
+    need_extra("serve", "sealkit serve")
+    log_level, weights = log_level.value, weights.value
     from sealkit.serve.server import Deployment, ServeConfig, serve_forever
     from sealkit.serve.service import Limits
 
-    if log_level not in ("debug", "info", "warning", "error"):
-        raise ServeError(f"--log-level must be debug, info, warning or error, got {log_level!r}")
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = ServeConfig(
         host=host,
@@ -72,19 +68,19 @@ def serve(
     from sealkit.serve.server import exposure_warnings
 
     for warning in exposure_warnings(config):
-        console.print(f"[bold yellow]warning:[/bold yellow] {warning}", highlight=False, soft_wrap=True)
+        warn(f"warning: {warning}")
     if not adapters.is_dir():
         raise ServeError(f"--adapters {adapters} is not a folder; create it and put TASK.adapter files in it")
     if engine == "local" and (replicas != "1" or replica_cpus != 1.0):
         raise ServeError("--replicas and --replica-cpus apply to --engine ray; the local engine is one process")
     if engine != "local":
         return _serve_ray(engine, seal, adapters, key, verify_key, config, replicas, replica_cpus, threads, weights)
-    opened = open_seal_checked(seal, key, verify_key, threads=threads, weights=weights)
+    opened = open_seal_checked(seal, key, verify_key, providers=device.value, threads=threads, weights=weights)
     deployment = Deployment(opened, adapters, config).start()
     tasks = deployment.registry.tasks()
     console.print(f"seal '{opened.manifest.name}' ({opened.seal_id}): {len(tasks)} task(s) from {adapters}: {', '.join(t.name for t in tasks) or 'none yet'}", highlight=False, soft_wrap=True)
     for name, reason in deployment.registry.refused.items():
-        console.print(f"[yellow]refused {name}: {reason}[/yellow]", highlight=False, soft_wrap=True)
+        warn(f"refused {name}: {reason}")
     mode = f"batching up to {max_batch} items / {max_wait_ms:g} ms" if not no_batching else "no batching"
     serve_forever(deployment, on_listening=lambda url: console.print(f"serving on {url} ({mode}); API docs at {url}/docs", highlight=False, soft_wrap=True))
 

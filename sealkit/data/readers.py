@@ -99,13 +99,12 @@ def read_table(
     """A CSV, TSV or JSONL table (optionally .gz/.bz2), one example per row.
 
     Only the named columns are read, and each must be non-empty in a row for the row to be used.
+    With no column named, they are picked from the header by name (`columns_from_names`).
     Image paths are relative to the table's folder (absolute paths are kept).
     """
     path = Path(path)
     columns = {"image": image_col, "text": text_col, "text_b": text_b_col, "label": label_col, "group": group_col}
     columns = {field: col for field, col in columns.items() if col is not None}
-    if not columns:
-        raise DataError(f"{path}: no columns named; name at least one of the image, text and label columns", topic="columns")
     fmt = table_format(path)
     if fmt is None:
         raise DataError(f"{path}: unknown table type; use .csv, .tsv or .jsonl (optionally .gz or .bz2)")
@@ -117,6 +116,8 @@ def read_table(
     with _open_text(path) as handle:
         rows = _jsonl_rows(path, handle, problems) if fmt == "jsonl" else _delimited_rows(path, handle, fmt, problems)
         available = next(rows)  # the first item is the list of column names
+        if not columns:
+            columns = columns_from_names(path, available)
         missing = [f"{field}: '{col}'" for field, col in columns.items() if col not in available]
         if missing:
             raise DataError(f"{path}: column(s) {', '.join(missing)} not found; available columns: {', '.join(available)}")
@@ -127,6 +128,50 @@ def read_table(
     if not examples:
         raise DataError(f"{path}: no usable rows{_first(problems.lines)}")
     return Dataset(examples=examples, name=path.name, problems=problems.lines)
+
+
+# Column names (lower case, '-' and ' ' read as '_') that say what a column holds, for tables read without
+# --image-col/--text-col/--label-col. Pairs (--text-b-col) and groups are always named explicitly.
+COLUMN_NAMES = {
+    "image": ("image", "images", "img", "image_path", "image_file", "path", "file", "filename", "file_name"),
+    "text": ("text", "texts", "sentence", "review", "content", "document", "caption", "query", "question", "utterance"),
+    "label": ("label", "labels", "class", "class_name", "category", "target", "y"),
+}
+
+
+def columns_from_names(path: str | Path, available: list[str]) -> dict[str, str]:
+    """{field: column} for the columns whose names say what they hold (see COLUMN_NAMES).
+
+    Two candidates for one field, or none at all, is a one-line DataError listing the columns."""
+    picked: dict[str, str] = {}
+    for field, names in COLUMN_NAMES.items():
+        found = [col for col in available if col.strip().lower().replace("-", "_").replace(" ", "_") in names]
+        if len(found) > 1:
+            raise DataError(
+                f"{path}: columns {', '.join(repr(c) for c in found)} could each be the {field}; "
+                f"name the {field} column (columns: {', '.join(available)})",
+                topic=f"column:{field}",
+            )
+        if found:
+            picked[field] = found[0]
+    if not picked:
+        raise DataError(
+            f"{path}: no column is named like an image, text or label ({', '.join(available)}); "
+            "name the columns to read",
+            topic="columns",
+        )
+    return picked
+
+
+def pick_columns(path: str | Path) -> dict[str, str]:
+    """The columns `read_table` would pick for a table read without naming any (reads the header only)."""
+    path = Path(path)
+    fmt = table_format(path)
+    if fmt is None or not path.is_file():
+        return {}
+    with _open_text(path) as handle:
+        rows = _jsonl_rows(path, handle, _Problems("skip")) if fmt == "jsonl" else _delimited_rows(path, handle, fmt, _Problems("skip"))
+        return columns_from_names(path, next(rows))
 
 
 def table_format(path: str | Path) -> str | None:

@@ -8,10 +8,10 @@ Never imports torch.
 
 from __future__ import annotations
 
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Mapping
 
 import numpy as np
@@ -21,6 +21,7 @@ from onnxruntime.capi import onnxruntime_pybind11_state as _ort_state
 
 from sealkit.data.text import TextEncoder
 from sealkit.errors import InputError, SealKeyError, SealkitError
+from sealkit.runtime.providers import default_providers, resolve_providers  # noqa: F401  (default_providers: old import path)
 from sealkit.seal import crypto
 from sealkit.seal.container import SealFile, read_seal
 from sealkit.seal.manifest import Manifest, TensorSpec, TowerSpec
@@ -33,14 +34,6 @@ DEFAULT_CHUNK = 64
 # what onnxruntime raises when a graph cannot run on inputs that passed the manifest's shape checks,
 # e.g. a sequence longer than the model's position table or a token id outside the vocabulary
 _RUN_ERRORS = (_ort_state.Fail, _ort_state.InvalidArgument, _ort_state.RuntimeException)
-
-
-def default_providers() -> list[str]:
-    """CUDA when onnxruntime-gpu and a GPU are present, else CPU."""
-    available = ort.get_available_providers()
-    if "CUDAExecutionProvider" in available and os.environ.get("SEALKIT_DEVICE", "").lower() != "cpu":
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    return ["CPUExecutionProvider"]
 
 
 @dataclass
@@ -260,13 +253,13 @@ class Seal:
     convolutions, but each loaded graph holds its own copy.
     """
 
-    def __init__(self, file: SealFile, key: bytes | None, providers: list[str] | None = None, threads: int = 0, weights: str = "shared"):
+    def __init__(self, file: SealFile, key: bytes | None, providers: str | Sequence[str] | None = None, threads: int = 0, weights: str = "shared"):
         if weights not in WEIGHT_MODES:
             raise SealkitError(f"weights must be one of {WEIGHT_MODES}, got {weights!r}")
         self.file = file
         self.manifest: Manifest = file.manifest
         self._key = key
-        self.providers = providers or default_providers()
+        self.providers = resolve_providers(providers)
         self.threads = threads
         self.weights_mode = weights
         self.authenticity_warnings: list[str] = []
@@ -320,7 +313,7 @@ def open_seal(
     path: str | Path,
     key: bytes | str | Path | None = None,
     verify_key: str | Path | None = None,
-    providers: list[str] | None = None,
+    providers: str | Sequence[str] | None = None,
     threads: int = 0,
     weights: str = "shared",
 ) -> Seal:
@@ -328,6 +321,7 @@ def open_seal(
 
     `key` is the AES key bytes or a key file path; without it the SEALKIT_KEY variable names the file.
     `verify_key` (the owner's sign.pub) likewise defaults to the file named by SEALKIT_VERIFY_KEY.
+    `providers`: "cpu", "cuda", "auto" (default: CUDA when available) or onnxruntime provider names.
     """
     file = read_seal(path)
     verify_key = crypto.resolve_verify_key_path(verify_key)

@@ -12,7 +12,8 @@
     POST /admin/reload             rescan the adapters folder now
     PUT  /admin/tasks/{name}       upload an adapter file (raw bytes) as NAME.adapter and load it
     DELETE /admin/tasks/{name}     unload a task (its file becomes NAME.adapter.removed)
-    /openapi.json, /docs           the schema and its browsable form
+    GET  /metrics                  Prometheus metrics (per task requests, latency, items; backbone queue and batches)
+    /openapi.json, /docs, /redoc   the schema and its browsable forms (Swagger UI assets served locally, no CDN)
 
 Every error is JSON {"error": "..."} with a 4xx status for a bad request (400 malformed, 404 unknown
 task, 409 wrong seal or empty index, 413 too large, 415 wrong content type, 503 queue full); a bug
@@ -31,9 +32,10 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
@@ -41,7 +43,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sealkit import __version__
 from sealkit.errors import AdapterMismatchError, SealkitError
+from sealkit.runtime.providers import active_providers
 from sealkit.serve.errors import BadRequestError, ForbiddenError, TooLargeError, UnauthorizedError, UnsupportedMediaError
+from sealkit.serve.metrics import ServeMetrics
 from sealkit.serve.server import is_loopback
 from sealkit.serve.service import Items
 
@@ -229,6 +233,7 @@ async def parse_items(request: Request, op: str, max_items: int, max_bytes: int)
         raise TooLargeError(f"{len(items)} items in one request; the limit is {max_items} (split the request)")
     if field == "images" and content_type != "multipart/form-data":
         items = [_b64(v, i) for i, v in enumerate(items)]
+    request.state.items = len(items)  # for the /metrics items-per-request histogram
     return Items("image" if field == "images" else "text", items), extra
 
 
@@ -319,9 +324,12 @@ def create_app(deployment) -> FastAPI:
     """The FastAPI app over a started (or about to start) Deployment."""
     service, registry, config = deployment.service, deployment.registry, deployment.config
     limits = config.limits
-    app = FastAPI(
+    # FastAPIOffline: /docs (Swagger UI) and /redoc load their scripts and styles from this server
+    # (the fastapi-offline package's copies), not from a CDN, so the docs work offline.
+    app = FastAPIOffline(
         title="sealkit serve",
         version=__version__,
+        swagger_ui_parameters={"validatorUrl": None},  # Swagger UI would otherwise call validator.swagger.io
         description=(
             f"One sealed backbone ({deployment.seal.manifest.name}, seal {deployment.seal.seal_id}) serving many tasks, "
             "each an adapter file. Send texts as JSON, images as base64 JSON or multipart files. Errors are JSON {\"error\": \"...\"}."
@@ -330,6 +338,24 @@ def create_app(deployment) -> FastAPI:
 
     scrub = _scrubber(deployment)
     app.add_middleware(RequestLog)
+    metrics = ServeMetrics(deployment)
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next):
+        started = time.perf_counter()
+        try:
+            response = await call_next(request)
+        except Exception:  # a bug: the 500 handler answers; count it here
+            metrics.observe(request.url.path, 500, time.perf_counter() - started, getattr(request.state, "items", None))
+            raise
+        metrics.observe(request.url.path, response.status_code, time.perf_counter() - started, getattr(request.state, "items", None))
+        return response
+
+    @app.get("/metrics", tags=["status"], response_class=Response)
+    async def prometheus_metrics() -> Response:
+        """Prometheus metrics: requests, latency and items per request per task; backbone queue depth and batches."""
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
 
     @app.exception_handler(SealkitError)
     async def sealkit_error(_request: Request, exc: SealkitError) -> JSONResponse:
@@ -364,8 +390,8 @@ def create_app(deployment) -> FastAPI:
     # --- status ---------------------------------------------------------------------------------
     @app.get("/health", tags=["status"])
     async def health() -> dict:
-        """Liveness: the process answers. Also the seal, task count and batcher statistics."""
-        return {"status": "ok", **deployment.status()}
+        """Liveness: the process answers. Also the seal, the execution providers its sessions run on, task count and batcher statistics."""
+        return {"status": "ok", **deployment.status(), "providers": active_providers(deployment.seal)}
 
     @app.get("/ready", tags=["status"], responses={503: {"model": ErrorResponse}})
     async def ready():

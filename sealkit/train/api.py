@@ -20,6 +20,7 @@ from sealkit.adapters.config import METHODS, AdapterConfig
 from sealkit.data.dataset import Dataset
 from sealkit.errors import AdapterError, SealkitError, TrainingError
 from sealkit.fileio import check_output_path, remove_stale_temps
+from sealkit.runtime.evaluate import evaluate_adapter
 from sealkit.runtime.seal import Seal
 from sealkit.train.checks import check_classes
 from sealkit.train.loop import FitResult, TrainConfig, fit
@@ -169,17 +170,9 @@ def evaluate(
     templates: list[str] | None = None,
     recall_ks: tuple[int, ...] = (1, 5, 10),
 ) -> dict[str, float]:
-    """Metrics of an adapter on `data`, or of the frozen backbone (zero-shot) without one."""
+    """Metrics of an adapter on `data` (on the torch-free runtime), or of the frozen backbone (zero-shot) without one."""
     if adapter is not None:
-        pack, meta = load_adapter(adapter, seal)
-        pack.eval()
-        spec = pack.task
-        if meta.get("recall_ks"):
-            recall_ks = tuple(meta["recall_ks"])
-        objective = make_objective(seal, spec, recall_ks)
-        if spec.task == "classify":
-            data.require("label", task="classify")
-        return objective.evaluate(pack, data)
+        return evaluate_adapter(seal, data, adapter, recall_ks=recall_ks)
     spec = build_task_spec(seal, data, task, head=head, templates=templates)
     objective = make_objective(seal, spec, recall_ks)
     if not objective.zero_shot_defined():

@@ -156,9 +156,9 @@ def fit(
 
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from sealkit.train.progress import make_progress
 
-        bar = tqdm(total=config.steps, initial=step, desc=f"{pack.config.method}/{pack.task.task}", unit="step", dynamic_ncols=True)
+        bar = make_progress(config.steps, step, f"{pack.config.method}/{pack.task.task}")
     started = time.perf_counter()
     seen = 0
     interrupted = False

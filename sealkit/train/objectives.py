@@ -19,8 +19,9 @@ from sealkit.adapters.functional import normalise
 from sealkit.data.dataset import Dataset, Example
 from sealkit.errors import DataError, SealkitError
 from sealkit.runtime.inputs import tower_inputs
+from sealkit.runtime.metrics import accuracy, evaluate_retrieval
+from sealkit.runtime.metrics import item_key as _item_key
 from sealkit.runtime.seal import Seal
-from sealkit.train.metrics import accuracy, retrieval_metrics
 from sealkit.train.pack import AdapterPack
 
 DEFAULT_TEMPLATES = {"image": ["a photo of a {}."], "text": ["{}"]}
@@ -82,10 +83,6 @@ def build_task_spec(
             raise DataError("text-text retrieval needs a seal with a text tower")
         return TaskSpec(task="retrieve", query_tower=text_tower, query_field="text", key_tower=text_tower, key_field="text_b")
     raise DataError("retrieval needs pairs: an image and a text per example, or two texts (a text and a text_b field)", topic="column:text_b")
-
-
-def _item_key(item) -> object:
-    return item if isinstance(item, str) else ("array", id(item)) if isinstance(item, np.ndarray) else str(item)
 
 
 class Objective:
@@ -227,20 +224,16 @@ class RetrieveObjective(Objective):
     def evaluate(self, pack: AdapterPack | None, dataset: Dataset, distractors: Sequence | None = None) -> dict[str, float]:
         """Recall@k both ways. `distractors` are extra targets that match no query (a harder pool)."""
         queries, keys = self._sides(dataset.examples)
-        keys_pool = list(keys) + list(distractors or [])
-        query_index = {k: i for i, k in enumerate(dict.fromkeys(_item_key(q) for q in queries))}
-        key_index = {k: i for i, k in enumerate(dict.fromkeys(_item_key(k) for k in keys_pool))}
-        unique_queries = list({_item_key(q): q for q in queries}.values())
-        unique_keys = list({_item_key(k): k for k in keys_pool}.values())
-        relevant = np.zeros((len(unique_queries), len(unique_keys)), dtype=bool)
-        for q, k in zip(queries, keys):
-            relevant[query_index[_item_key(q)], key_index[_item_key(k)]] = True
-        a = self.embed_all(pack, self.spec.query_tower, unique_queries)
-        b = self.embed_all(pack, self.spec.key_tower, unique_keys)
         names = (self.spec.query_field.replace("text_b", "target"), self.spec.key_field.replace("text_b", "target"))
-        metrics = retrieval_metrics(a, b, relevant, self.ks, names)
-        metrics["mean_recall"] = float(np.mean(list(metrics.values())))
-        return metrics
+        return evaluate_retrieval(
+            queries,
+            keys,
+            lambda items: self.embed_all(pack, self.spec.query_tower, items),
+            lambda items: self.embed_all(pack, self.spec.key_tower, items),
+            self.ks,
+            names,
+            distractors,
+        )
 
 
 def make_objective(seal: Seal, spec: TaskSpec, recall_ks: tuple[int, ...] = (1, 5, 10)) -> Objective:

@@ -7,6 +7,8 @@ Never imports torch, so deployed evaluation can use it too.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import numpy as np
 
 
@@ -41,4 +43,36 @@ def retrieval_metrics(a: np.ndarray, b: np.ndarray, relevant: np.ndarray, ks: tu
         metrics[f"{names[0]}->{names[1]} R@{k}"] = value
     for k, value in recall_at_k(scores.T, relevant.T, ks).items():
         metrics[f"{names[1]}->{names[0]} R@{k}"] = value
+    return metrics
+
+
+def item_key(item) -> object:
+    """Identity of a retrieval item: texts by content, arrays by object, paths by name."""
+    return item if isinstance(item, str) else ("array", id(item)) if isinstance(item, np.ndarray) else str(item)
+
+
+def evaluate_retrieval(
+    queries: Sequence,
+    keys: Sequence,
+    embed_queries: Callable[[list], np.ndarray],
+    embed_keys: Callable[[list], np.ndarray],
+    ks: tuple[int, ...],
+    names: tuple[str, str],
+    distractors: Sequence | None = None,
+) -> dict[str, float]:
+    """Recall@k both ways for paired `queries[i]` <-> `keys[i]`, identical items counted once.
+
+    The embed functions take unique items and return their L2-normalised embeddings, so the torch
+    tasks and the torch-free runtime share one definition of the metric. `distractors` are extra
+    targets that match no query (a harder pool)."""
+    keys_pool = list(keys) + list(distractors or [])
+    query_index = {k: i for i, k in enumerate(dict.fromkeys(item_key(q) for q in queries))}
+    key_index = {k: i for i, k in enumerate(dict.fromkeys(item_key(k) for k in keys_pool))}
+    unique_queries = list({item_key(q): q for q in queries}.values())
+    unique_keys = list({item_key(k): k for k in keys_pool}.values())
+    relevant = np.zeros((len(unique_queries), len(unique_keys)), dtype=bool)
+    for q, k in zip(queries, keys):
+        relevant[query_index[item_key(q)], key_index[item_key(k)]] = True
+    metrics = retrieval_metrics(embed_queries(unique_queries), embed_keys(unique_keys), relevant, ks, names)
+    metrics["mean_recall"] = float(np.mean(list(metrics.values())))
     return metrics

@@ -1,0 +1,53 @@
+"""What an adapter file holds, for `sealkit inspect FILE.adapter` and docs/format.md. Torch-free.
+
+An adapter file is a safetensors file: its tensors are the adapters' parameters (plus precomputed
+class-prompt embeddings for text-head classifiers) and its metadata key "sealkit" is one JSON
+document (seal binding, task, method, configuration, training record, checksum).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sealkit.adapters.file import AdapterFile
+
+TRAINING_KEYS = ("train_config", "train_examples", "best_step", "metrics", "zero_shot", "baseline_kind", "init_from", "complete", "seconds", "recall_ks")
+
+
+def module_of(tensor: str) -> str:
+    """towers.<tower>.<input|output|entries>.*  ->  towers.<tower>.<part>; head.* -> head; else the name."""
+    parts = tensor.split(".")
+    if parts[0] == "towers" and len(parts) >= 3:
+        return ".".join(parts[:3])
+    if parts[0] == "head":
+        return "head"
+    return tensor
+
+
+def describe_adapter(file: AdapterFile) -> dict[str, Any]:
+    """Task, method, classes, parameters per module, the seal it binds to, and the training record."""
+    meta = file.meta
+    modules: dict[str, dict[str, Any]] = {}
+    for name, array in sorted(file.tensors.items()):
+        row = modules.setdefault(module_of(name), {"tensors": 0, "parameters": 0, "shapes": {}})
+        row["tensors"] += 1
+        row["parameters"] += int(array.size)
+        row["shapes"][name] = list(array.shape)
+    task = dict(meta.get("task") or {})
+    history = meta.get("history") or []
+    return {
+        "path": str(file.path),
+        "format": f"{meta.get('format')} v{meta.get('format_version')} (safetensors + JSON metadata key 'sealkit')",
+        "sealkit_version": meta.get("sealkit_version"),
+        "seal": {"id": meta.get("seal_id"), "name": meta.get("seal_name")},
+        "task": task.get("task"),
+        "method": meta.get("method"),
+        "head": task.get("head"),
+        "towers": {"query": task.get("query_tower"), "key": task.get("key_tower")},
+        "classes": task.get("class_names") or [],
+        "templates": task.get("templates") or [],
+        "config": meta.get("config") or {},
+        "parameters": {"total": sum(m["parameters"] for m in modules.values()), "by_module": modules},
+        "training": {**{k: meta[k] for k in TRAINING_KEYS if k in meta}, "evaluations": len(history)},
+        "tensors_sha256": meta.get("tensors_sha256"),
+    }

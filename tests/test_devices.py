@@ -1,0 +1,59 @@
+"""Execution providers: `--device`/`providers=` are honoured, the active provider is reported, and a
+provider this onnxruntime lacks is a one-line error naming what to install."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import onnxruntime as ort
+import pytest
+
+from sealkit.errors import DeviceError
+from sealkit.runtime.providers import CPU, CUDA, active_providers, resolve_providers
+from sealkit.runtime.seal import open_seal
+
+SEALKIT = str(Path(sys.executable).with_name("sealkit"))
+no_cuda = pytest.mark.skipif(CUDA in ort.get_available_providers(), reason="this onnxruntime has CUDA")
+
+
+def test_cpu_is_honoured_and_reported(tiny_image_seal, key_bytes):
+    for providers in ("cpu", [CPU]):
+        seal = open_seal(tiny_image_seal, key=key_bytes, providers=providers, threads=1)
+        assert seal.providers == [CPU]
+        assert active_providers(seal) == [CPU]  # read back from a real session
+
+
+def test_names_resolve_to_provider_lists():
+    assert resolve_providers("cpu") == [CPU]
+    assert resolve_providers(None) == resolve_providers("auto")
+    with pytest.raises(DeviceError, match="unknown device 'tpu'"):
+        resolve_providers("tpu")
+    with pytest.raises(DeviceError, match="no BogusExecutionProvider"):
+        resolve_providers(["BogusExecutionProvider"])
+
+
+@no_cuda
+def test_cuda_without_onnxruntime_gpu_is_a_device_error(tiny_image_seal, key_bytes):
+    with pytest.raises(DeviceError, match=r"no CUDAExecutionProvider .*onnxruntime-gpu.*sealkit\[gpu\]"):
+        open_seal(tiny_image_seal, key=key_bytes, providers="cuda")
+
+
+@no_cuda
+def test_the_cli_device_option_is_one_line(tiny_image_seal, keys, tmp_path):
+    result = subprocess.run([SEALKIT, "inspect", str(tiny_image_seal), "--key", str(keys["key"]), "--device", "cuda"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == DeviceError.exit_code, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: onnxruntime here has no CUDAExecutionProvider"), result.stderr
+    assert "pip install 'sealkit[gpu]'" in lines[0]
+
+    result = subprocess.run([SEALKIT, "inspect", str(tiny_image_seal), "--key", str(keys["key"]), "--device", "cpu", "--json"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["checks"]["providers"] == CPU
+
+
+def test_every_seal_opening_command_takes_device():
+    for command in ("adapt", "eval", "predict", "serve", "inspect"):
+        assert "--device <auto|cpu|cuda>" in subprocess.run([SEALKIT, command, "--help"], capture_output=True, text=True, timeout=60).stdout, command
