@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from sealkit.cli.common import KeyOption, app, console, parse_options, read_key_bytes
@@ -162,7 +163,7 @@ def check(
         table.add_column(column)
     for row in rows:
         style = "red" if row.rel_error > limit else ""
-        table.add_row(row.tower, str(row.batch), str(row.sequence or "-"), row.quantity, f"[{style}]{row.rel_error:.2e}[/{style}]" if style else f"{row.rel_error:.2e}")
+        table.add_row(row.tower, str(row.batch), str(row.sequence or "-"), escape(row.quantity), f"[{style}]{row.rel_error:.2e}[/{style}]" if style else f"{row.rel_error:.2e}")
     console.print(table)
     assert_parity(rows, limit)
     console.print(f"parity ok: worst relative error {max(r.rel_error for r in rows):.2e} <= {limit:.0e}")
