@@ -7,7 +7,7 @@ Then runs a short `output` + `dga` adaptation through the CUDA-opened seal and c
 CUDA forward matches the CPU one. Results are printed and written as JSON with --json.
 
   pip uninstall -y onnxruntime && pip install 'sealkit[gpu,adapt,export]'   # see docs/gpu.md
-  python benchmarks/gpu_run.py --recipe export/tiny_text.py --batch 32 --json gpu_run.json
+  python benchmarks/gpu_run.py --recipe tests/recipes/tiny_text.py --batch 32 --json gpu_run.json
 
 Needs the export and adapt extras (torch is used only to export and to train the adapters).
 """
@@ -80,7 +80,7 @@ def adapt_on_both(opened: dict, steps: int, work: Path) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--recipe", type=Path, default=Path(__file__).resolve().parents[1] / "export" / "tiny_text.py")
+    parser.add_argument("--recipe", type=Path, default=Path(__file__).resolve().parents[1] / "tests" / "recipes" / "tiny_text.py")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--steps", type=int, default=20, help="adaptation steps per method (0 skips adaptation)")

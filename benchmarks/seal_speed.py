@@ -4,11 +4,15 @@ For every tower of every recipe, at one batch size, side by side in one process:
   1. forward: seal `Tower.forward` vs torch eager `module(*inputs)` under no_grad (module.eval());
   2. VJP:     seal `Tower.vjp` vs torch autograd forward + backward w.r.t. the input only
               (parameters frozen: requires_grad False);
+  3. training step, everything `adapt` runs through the backbone for one batch, vs the same torch
+     forward + backward: "step (recompute)" = `Tower.forward` + `Tower.vjp` (a plain seal),
+     "step (residuals)" = `Tower.forward_for_backward` + `Tower.backward` (a seal exported with
+     --residuals: one forward per step);
 for both weight modes of `open_seal` ("shared" and "copied"). Timings are medians over
 `--repeats` rounds after warm-up; each round runs every configuration once, in a shuffled order,
 so machine noise hits torch and the seal alike. Ratios (seal / torch) are the numbers to read.
 
-  3. memory: for each weight mode (and torch, for reference), a fresh subprocess that imports only
+  4. memory: for each weight mode (and torch, for reference), a fresh subprocess that imports only
      what it needs (the seal worker never imports torch) records RSS after import (baseline),
      after open_seal (decrypt), after the first forward and the first VJP (sessions created),
      and the peak RSS: while loading, and separately during steady-state forward and VJP calls
@@ -20,8 +24,9 @@ Threads: torch.set_num_threads(T) and open_seal(threads=T) with T = --threads (d
 Usage:
   .venv/bin/python benchmarks/seal_speed.py --recipes minilm,efficientnet --batch 8 \
       --json benchmarks/results/seal_speed.json
-Seals are exported into a temporary folder, or into --seal-dir, where existing seals (and the key
-file seal.key) are reused.
+Seals (with residual graphs) are exported into a temporary folder, or into --seal-dir, where
+existing seals (and the key file seal.key) are reused. `--e2e` adds end-to-end dga training steps/s
+against a torch loop through the same frozen backbone into the same adapters (benchmarks/dga_loop.py).
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPORT = ROOT / "export"
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # train_steps
 
 # name -> (recipe file, options)
 RECIPES = {
@@ -50,7 +56,14 @@ RECIPES = {
     "pair": ("clip_pair.py", {}),
 }
 MODES = ("shared", "copied")
-TARGETS = {"forward": 1.0, "vjp": 1.2, "memory": 1.5}
+TARGETS = {"forward": 1.0, "vjp": 0.9, "step_recompute": 0.8, "step": 0.8, "memory": 1.5}
+# op -> (row label, the torch call it is compared with)
+OPS = {
+    "forward": ("forward", "forward"),
+    "vjp": ("VJP (fwd+bwd)", "vjp"),
+    "step_recompute": ("training step, recompute (forward + VJP)", "vjp"),
+    "step": ("training step, residuals (forward_for_backward + backward)", "vjp"),
+}
 MIN_QUIET = 5  # quiet rounds needed before the headline numbers use only quiet rounds
 
 
@@ -280,19 +293,20 @@ def ensure_seal(name: str, seal_dir: Path, key: bytes, log) -> Path:
 
     file, options = RECIPES[name]
     suffix = "".join(f"-{k}{v}" for k, v in options.items())
-    path = seal_dir / f"{name}{suffix}-dark.seal"
+    path = seal_dir / f"{name}{suffix}-dark-residuals.seal"
     if path.exists():
         from sealkit.errors import SealkitError
         from sealkit.runtime.seal import open_seal
 
         try:
-            open_seal(path, key=key)  # a seal from an older sealkit or another key is re-exported
-            log(f"{name}: reusing {path}")
-            return path
+            # a seal from an older sealkit, another key or without residual graphs is re-exported
+            if all(t.has_residual_graphs for t in open_seal(path, key=key).towers.values()):
+                log(f"{name}: reusing {path}")
+                return path
         except SealkitError as exc:
             log(f"{name}: cannot reuse {path} ({exc}); exporting it again")
     log(f"{name}: exporting {path.name} ...")
-    summary = export_seal(load_recipe(EXPORT / file, **options), path, key=key, exposure="dark", progress=lambda m: log(f"  {m}"))
+    summary = export_seal(load_recipe(EXPORT / file, **options), path, key=key, exposure="dark", progress=lambda m: log(f"  {m}"), residuals=True)
     log(f"{name}: exported in {summary.seconds:.0f}s ({summary.seal_bytes / 1e6:.1f} MB)")
     return path
 
@@ -341,6 +355,8 @@ def bench_recipe(name: str, seal_path: Path, key: bytes, args, log) -> list[dict
         for mode, t in towers.items():
             calls[("forward", mode)] = lambda t=t: t.forward(inputs)
             calls[("vjp", mode)] = lambda t=t: t.vjp(inputs, cotangent)
+            calls[("step_recompute", mode)] = lambda t=t: (t.forward(inputs), t.vjp(inputs, cotangent))
+            calls[("step", mode)] = lambda t=t: t.backward(t.forward_for_backward(inputs)[1], cotangent)
 
         # correctness check (and first call: sessions are created here, outside the timings)
         ref_out = torch_forward().numpy()
@@ -349,10 +365,15 @@ def bench_recipe(name: str, seal_path: Path, key: bytes, args, log) -> list[dict
         check = {}
         for mode, t in towers.items():
             v = t.vjp(inputs, cotangent)
+            saved_out, residuals = t.forward_for_backward(inputs)
+            b = t.backward(residuals, cotangent)
             check[mode] = {
                 "forward_rel_err": relative_error(t.forward(inputs), ref_out),
                 "vjp_output_rel_err": relative_error(v.output, ref_vjp_out.numpy()),
                 "vjp_grad_rel_err": max(relative_error(v.input_grads[n], g.numpy()) for n, g in zip(diff_names, ref_grads)),
+                "forward_saved_rel_err": relative_error(saved_out, ref_out),
+                "backward_grad_rel_err": max(relative_error(b.input_grads[n], g.numpy()) for n, g in zip(diff_names, ref_grads)),
+                "residual_bytes": residuals.nbytes,
             }
         log(f"{name}/{tower.name}: agreement with torch {json.dumps(check)}")
 
@@ -391,12 +412,14 @@ def bench_recipe(name: str, seal_path: Path, key: bytes, args, log) -> list[dict
             return out
 
         speed = {"rounds": rounds, "quiet_rounds": len(quiet), "contention_per_round": loads}
-        for op in ("forward", "vjp"):
-            row = {who: summary(times[(op, who)]) for who in ("torch",) + MODES}
+        for op, (_, torch_op) in OPS.items():
+            row = {who: summary(times[(op, who)]) for who in MODES}
+            row["torch"] = summary(times[(torch_op, "torch")])
             for mode in MODES:
                 row[f"ratio_{mode}"] = row[mode]["median_ms"] / row["torch"]["median_ms"]
                 # the median of per-round ratios: each seal call is paired with the torch call of its round
-                row[f"paired_ratio_{mode}"] = statistics.median(a / b for a, b in zip(times[(op, mode)], times[(op, "torch")]))
+                row[f"paired_ratio_{mode}"] = statistics.median(a / b for a, b in zip(times[(op, mode)], times[(torch_op, "torch")]))
+                row[f"paired_ratio_spread_{mode}"] = _spread([a / b for a, b in zip(times[(op, mode)], times[(torch_op, "torch")])])
                 row[f"quiet_ratio_{mode}"] = row[mode]["quiet_median_ms"] / row["torch"]["quiet_median_ms"] if quiet else None
             # the headline: medians over quiet rounds when there are enough of them, else over all rounds
             basis = "quiet" if len(quiet) >= MIN_QUIET else "all"
@@ -426,6 +449,46 @@ def bench_recipe(name: str, seal_path: Path, key: bytes, args, log) -> list[dict
     del seals, recipe
     gc_collect()
     return results
+
+
+E2E_METHODS = ("dga-seal", "dga-seal-recompute", "dga-torch")
+
+
+def bench_e2e(name: str, seal_path: Path, key: bytes, args, log) -> dict:
+    """End-to-end dga training steps/s through the seal vs a torch loop through the same frozen backbone.
+
+    Each method gets its own opened seal and adapters (benchmarks/train_steps.py); rounds run every
+    method once in a shuffled order.
+    """
+    from sealkit.compile.recipe import load_recipe
+    from sealkit.runtime.seal import open_seal
+    from train_steps import make_step
+
+    file, options = RECIPES[name]
+    steps = {}
+    for method in E2E_METHODS:
+        recipe = load_recipe(EXPORT / file, **options) if method == "dga-torch" else None
+        steps[method] = make_step(method, open_seal(seal_path, key=key, threads=args.threads), recipe, args.batch)
+    losses = {method: [step() for _ in range(2)] for method, step in steps.items()}  # warm-up; same losses: same adapters and backbone
+    log(f"{name}: e2e warm-up losses {json.dumps(losses)}")
+    times = {m: [] for m in steps}
+    order = list(steps)
+    rng = random.Random(1)
+    for _ in range(args.e2e_rounds):
+        rng.shuffle(order)
+        for method in order:
+            time.sleep(args.gap)
+            started = time.perf_counter()
+            steps[method]()
+            times[method].append(time.perf_counter() - started)
+    out = {"rounds": args.e2e_rounds, "warmup_losses": losses, "seconds": times}
+    for method in steps:
+        out[method] = {"steps_per_s": 1 / statistics.median(times[method]), "median_s": statistics.median(times[method])}
+        ratios = [t / s for s, t in zip(times[method], times["dga-torch"])]  # > 1: faster than torch
+        out[method]["speed_vs_torch"] = statistics.median(ratios)
+        out[method]["speed_vs_torch_p25_p75"] = _spread(ratios)
+    log(f"{name}: e2e steps/s " + ", ".join(f"{m} {out[m]['steps_per_s']:.2f} ({out[m]['speed_vs_torch']:.2f}x torch)" for m in steps))
+    return out
 
 
 def memory_for(name: str, seal_path: Path, key_path: Path, args, log) -> dict:
@@ -459,6 +522,14 @@ def mib(n: float) -> str:
     return f"{n / 2**20:.1f}"
 
 
+def _spread(values: list[float]) -> tuple[float, float]:
+    """The 25th and 75th percentiles."""
+    if len(values) < 2:
+        return values[0], values[0]
+    q = statistics.quantiles(values, n=4)
+    return q[0], q[2]
+
+
 def _mark(x: float | None, target: float) -> str:
     if x is None:
         return "–"
@@ -481,26 +552,43 @@ def markdown(report: dict) -> str:
             f"Medians over the quiet rounds (other processes took <= {cfg['quiet']:.0%} of the cores in use) where there were at least {MIN_QUIET}, "
             "else over all rounds (basis column); the last column gives the ratios over all rounds.",
             "",
-            "| recipe / tower | op | torch | seal shared | ratio | seal copied | ratio | target | basis (quiet / all rounds) | ratio over all rounds (shared / copied) |",
-            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |",
+            "| recipe / tower | op | torch | seal shared | ratio | seal copied | ratio | target | basis (quiet / all rounds) | ratio over all rounds (shared / copied) | per-round ratio, shared: median [p25-p75] |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |",
         ]
         for r in report["results"]:
             sp = r["speed"]
-            for op, label in (("forward", "forward"), ("vjp", "VJP (fwd+bwd)")):
+            for op, (label, _) in OPS.items():
+                if op not in sp:
+                    continue
                 s, t = sp[op], TARGETS[op]
                 h = s["headline_ms"]
+                lo, hi = s["paired_ratio_spread_shared"]
                 lines.append(
                     f"| {r['recipe']} / {r['tower']} | {label} | {h['torch']:.1f} | {h['shared']:.1f} | {_mark(s['headline_ratio_shared'], t)} "
                     f"| {h['copied']:.1f} | {_mark(s['headline_ratio_copied'], t)} | ≤ {t:.1f}x | {s['basis']} ({sp['quiet_rounds']} / {sp['rounds']}) "
-                    f"| {s['ratio_shared']:.2f}x / {s['ratio_copied']:.2f}x |"
+                    f"| {s['ratio_shared']:.2f}x / {s['ratio_copied']:.2f}x | {s['paired_ratio_shared']:.2f}x [{lo:.2f}-{hi:.2f}] |"
                 )
         if report.get("pair_sum"):
-            for op, label in (("forward", "forward"), ("vjp", "VJP (fwd+bwd)")):
+            for op, (label, _) in OPS.items():
                 s, t = report["pair_sum"][op], TARGETS[op]
                 lines.append(
                     f"| pair = minilm + efficientnet (sum) | {label} | {s['torch']:.1f} | {s['shared']:.1f} | {_mark(s['shared'] / s['torch'], t)} "
-                    f"| {s['copied']:.1f} | {_mark(s['copied'] / s['torch'], t)} | ≤ {t:.1f}x | | |"
+                    f"| {s['copied']:.1f} | {_mark(s['copied'] / s['torch'], t)} | ≤ {t:.1f}x | | | |"
                 )
+    if report.get("e2e"):
+        lines += [
+            "",
+            f"### End-to-end dga training (batch {cfg['batch']}; steps/s, median over {cfg['e2e_rounds']} interleaved rounds)",
+            "",
+            "speed vs torch = torch's step time / the method's, per round (median [p25-p75]); > 1 is faster than the torch loop.",
+            "",
+            "| recipe | dga through the seal, residuals | dga through the seal, recompute | torch loop, same adapters, frozen backbone | residuals vs torch | recompute vs torch |",
+            "| --- | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for name, e in report["e2e"].items():
+            cells = [f"{e[m]['steps_per_s']:.2f}" for m in E2E_METHODS]
+            vs = [f"{e[m]['speed_vs_torch']:.2f}x [{e[m]['speed_vs_torch_p25_p75'][0]:.2f}-{e[m]['speed_vs_torch_p25_p75'][1]:.2f}]" for m in E2E_METHODS[:2]]
+            lines.append(f"| {name} | {' | '.join(cells)} | {' | '.join(vs)} |")
     if report["memory"]:
         lines += [
             "",
@@ -577,6 +665,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quiet", type=float, default=0.15, help="a round is 'quiet' when other processes took at most this share of the cores in use")
     parser.add_argument("--memory-runs", type=int, default=1, help="fresh subprocesses per memory configuration")
+    parser.add_argument("--e2e", action="store_true", help="also time end-to-end dga training steps against a torch loop")
+    parser.add_argument("--e2e-rounds", type=int, default=10)
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument("--no-speed", action="store_true")
     parser.add_argument("--seal-dir", type=Path, help="export seals here (reusing existing ones and seal.key)")
@@ -634,6 +724,8 @@ def main(argv: list[str] | None = None) -> int:
         for name in names:
             if not args.no_speed:
                 report["results"] += bench_recipe(name, paths[name], key, args, log)
+            if args.e2e:
+                report.setdefault("e2e", {})[name] = bench_e2e(name, paths[name], key, args, log)
             if not args.no_memory:
                 from sealkit.runtime.seal import open_seal
 
@@ -653,7 +745,7 @@ def main(argv: list[str] | None = None) -> int:
     if "pair" not in by and "minilm" in by and "efficientnet" in by:
         report["pair_sum"] = {
             op: {who: by["minilm"]["speed"][op]["headline_ms"][who] + by["efficientnet"]["speed"][op]["headline_ms"][who] for who in ("torch",) + MODES}
-            for op in ("forward", "vjp")
+            for op in OPS
         }
     report["machine"]["loadavg_end"] = os.getloadavg()
     table = markdown(report)

@@ -50,6 +50,11 @@ def export_command(
     exposure: Exposure = typer.Option("dark", "--exposure", help="dark: input and output only; light: also the recipe's entry points."),
     no_encrypt: bool = typer.Option(False, "--no-encrypt", help="Write an obfuscated but unencrypted seal."),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Recipe option key=value, e.g. --set image_size=128."),
+    residuals: bool = typer.Option(
+        False,
+        "--residuals",
+        help="Also write forward_saved + backward graphs: training runs one forward per step, but devices see the intermediate activations the backward needs.",
+    ),
 ) -> None:
     """Compile a recipe's towers to forward and VJP graphs and write one encrypted, signed seal."""
     need_extra("export", "sealkit export")
@@ -80,12 +85,13 @@ def export_command(
             status.update(f"exporting '{loaded.name}' ...")
 
         status.update("compiling graphs (tens of seconds per tower) ...")
-        summary = export_seal(loaded, out, key=key_bytes, signing_key=signing, exposure=exposure.value, progress=progress)
+        summary = export_seal(loaded, out, key=key_bytes, signing_key=signing, exposure=exposure.value, progress=progress, residuals=residuals)
     m = summary.manifest
     console.print(
         f"sealed '{m.name}' -> {summary.path}: {summary.seal_bytes / 1e6:.1f} MB, weights {summary.weight_bytes / 1e6:.1f} MB "
         f"({summary.parameters:,} parameters), exposure {m.exposure}, "
-        f"{'encrypted' if m.encrypted else 'NOT encrypted'}, {'signed' if signing else 'unsigned'}, seal id {m.seal_id}"
+        f"{'encrypted' if m.encrypted else 'NOT encrypted'}, {'signed' if signing else 'unsigned'}, "
+        f"{'with residual graphs (reveals intermediate activations), ' if residuals else ''}seal id {m.seal_id}"
     )
 
 
@@ -150,7 +156,14 @@ def inspect(
             table.add_row("embed", f"{tower.embed['input'].name} -> {tower.embed['output'].name}", str(list(tower.embed["output"].shape)), "")
         for ep in tower.entry_points:
             table.add_row(f"entry point ({ep.kind})", ep.name, str(list(ep.shape)), "float32")
+        for graph, specs in tower.residuals.items():
+            table.add_row("residuals", f"{len(specs)} intermediate activations from {graph}", "", "")
         console.print(table)
+        if tower.residuals:
+            console.print(
+                "  residual graphs: training runs one forward per step; the device holds the intermediate "
+                "activations listed under 'residuals' in --json (beyond a plain seal's input, output and gradients)"
+            )
         console.print(f"  preprocessing: {json.dumps(tower.preprocessing)}")
     for check, result in checks.items():
         console.print(f"{check}: {result}")

@@ -64,7 +64,11 @@ def _random_inputs(tower: TowerRecipe, batch: int, sequence: int, generator: tor
 
 
 def check_tower(seal: Seal, tower: TowerRecipe, batches=(1, 3, 8), sequences=(5, 17), with_entries: bool = True, seed: int = 0) -> list[ParityRow]:
-    """Compare the sealed tower against torch; returns one row per quantity and shape."""
+    """Compare the sealed tower against torch; returns one row per quantity and shape.
+
+    A seal with residual graphs is also checked through forward_for_backward + backward, once in
+    one chunk and once in chunks of 2 (as long batches run on a device).
+    """
     runtime = seal.tower(tower.name)
     exposure = seal.manifest.exposure if with_entries else "dark"
     module, entry_specs, _ = tower_entry_module(tower, exposure)
@@ -80,16 +84,28 @@ def check_tower(seal: Seal, tower: TowerRecipe, batches=(1, 3, 8), sequences=(5,
             output = module(*leaves, *entry_leaves)
             cotangent = torch.randn(output.shape, generator=generator)
             output.backward(cotangent)
+            want = {spec.name: leaf.grad.numpy() for spec, leaf in zip(tower.inputs, leaves) if spec.differentiable}
+            want_entries = {ep.name: leaf.grad.numpy() for ep, leaf in zip(entry_specs, entry_leaves)}
             feeds = {spec.name: t.numpy() for spec, t in zip(tower.inputs, inputs)}
             entry_feeds = {ep.name: e.numpy() for ep, e in zip(entry_specs, entries)} or None
-            forward = runtime.forward(feeds, entry_feeds)
-            result = runtime.vjp(feeds, cotangent.numpy(), entry_feeds)
-            rows.append(ParityRow(tower.name, batch, sequence, "forward", relative_error(forward, output.detach().numpy())))
-            for spec, leaf in zip(tower.inputs, leaves):
-                if spec.differentiable:
-                    rows.append(ParityRow(tower.name, batch, sequence, f"grad {spec.name}", relative_error(result.input_grads[spec.name], leaf.grad.numpy())))
-            for ep, leaf in zip(entry_specs, entry_leaves):
-                rows.append(ParityRow(tower.name, batch, sequence, f"grad {ep.name} ({ep.kind})", relative_error(result.entry_grads[ep.name], leaf.grad.numpy())))
+
+            def add(quantity: str, got: np.ndarray, expected: np.ndarray) -> None:
+                rows.append(ParityRow(tower.name, batch, sequence, quantity, relative_error(got, expected)))
+
+            def add_grads(result, label: str = "") -> None:
+                for name, expected in want.items():
+                    add(f"grad {name}{label}", result.input_grads[name], expected)
+                for ep in entry_specs:
+                    add(f"grad {ep.name} ({ep.kind}){label}", result.entry_grads[ep.name], want_entries[ep.name])
+
+            add("forward", runtime.forward(feeds, entry_feeds), output.detach().numpy())
+            add_grads(runtime.vjp(feeds, cotangent.numpy(), entry_feeds))
+            if runtime.has_residual_graphs:
+                for chunk in (64, 2) if batch > 2 else (64,):
+                    label = " [residuals]" if chunk == 64 else f" [residuals, chunk {chunk}]"
+                    saved_output, residuals = runtime.forward_for_backward(feeds, entry_feeds, chunk=chunk)
+                    add("forward_saved" + label, saved_output, output.detach().numpy())
+                    add_grads(runtime.backward(residuals, cotangent.numpy()), label)
     return rows
 
 

@@ -16,6 +16,7 @@ from sealkit import __version__
 from sealkit.compile.entry_points import WithEntryPoints, entry_point_shape
 from sealkit.compile.graphs import export_forward, export_vjp
 from sealkit.compile.recipe import Recipe, TowerRecipe
+from sealkit.compile.residuals import split_vjp
 from sealkit.errors import ExportError, RecipeError
 from sealkit.seal.container import write_seal
 from sealkit.seal.manifest import EXPOSURES, EntryPointSpec, Manifest, TensorSpec, TowerSpec
@@ -55,8 +56,21 @@ def tower_entry_module(tower: TowerRecipe, exposure: str) -> tuple[torch.nn.Modu
     return WithEntryPoints(tower.module, tower.entry_points, len(tower.inputs)), specs, examples
 
 
-def compile_tower(tower: TowerRecipe, exposure: str, pool: WeightPool, progress: Progress) -> tuple[TowerSpec, dict[str, bytes]]:
-    """Compile one tower to its stripped graphs; returns its manifest entry and blobs."""
+def _residual_specs(split) -> list[TensorSpec]:
+    import onnx
+
+    return [
+        TensorSpec(value.name, shape, str(onnx.helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type)))
+        for value, shape in zip(split.residuals, split.shapes)
+    ]
+
+
+def compile_tower(tower: TowerRecipe, exposure: str, pool: WeightPool, progress: Progress, residuals: bool = False) -> tuple[TowerSpec, dict[str, bytes]]:
+    """Compile one tower to its stripped graphs; returns its manifest entry and blobs.
+
+    With `residuals`, the VJP graph is also split into forward_saved + backward graphs (one forward
+    per training step); their residual tensors are listed in the manifest.
+    """
     tower.module.eval()
     inputs = tuple(spec.example for spec in tower.inputs)
     dims = [spec.dims for spec in tower.inputs]
@@ -70,6 +84,7 @@ def compile_tower(tower: TowerRecipe, exposure: str, pool: WeightPool, progress:
     what = f"tower '{tower.name}'"
     blobs: dict[str, bytes] = {}
     graphs: dict[str, str | None] = {}
+    residual_specs: dict[str, list[TensorSpec]] = {}
 
     def add_graphs(suffix: str, module: torch.nn.Module, args: tuple, arg_dims: list, arg_names: list[str], diff: list[bool]) -> None:
         started = time.perf_counter()
@@ -79,9 +94,16 @@ def compile_tower(tower: TowerRecipe, exposure: str, pool: WeightPool, progress:
         progress(f"{tower.name}: forward{suffix} graph, {len(forward.graph.node)} ops, {time.perf_counter() - started:.1f}s")
         started = time.perf_counter()
         vjp = export_vjp(module, args, arg_dims, diff, arg_names, tower.output_name, output_dims, what, tower.max_sequence)
+        split = split_vjp(vjp, f"grad_{tower.output_name}", what) if residuals else None
         graphs[f"vjp{suffix}"] = f"{tower.name}/vjp{suffix}"
         blobs[graphs[f"vjp{suffix}"]] = strip_model(vjp, pool)
         progress(f"{tower.name}: vjp{suffix} graph, {len(vjp.graph.node)} ops, {time.perf_counter() - started:.1f}s")
+        if split is not None:
+            for kind, model in (("forward_saved", split.forward_saved), ("backward", split.backward)):
+                graphs[f"{kind}{suffix}"] = f"{tower.name}/{kind}{suffix}"
+                blobs[graphs[f"{kind}{suffix}"]] = strip_model(model, pool)
+            residual_specs[f"forward_saved{suffix}"] = _residual_specs(split)
+            progress(f"{tower.name}: forward_saved{suffix} + backward{suffix} graphs, {len(split.residuals)} residual tensors")
 
     # The plain graphs always exist, so a light seal still runs the unmodified backbone.
     add_graphs("", tower.module, inputs, dims, names, differentiable)
@@ -133,6 +155,7 @@ def compile_tower(tower: TowerRecipe, exposure: str, pool: WeightPool, progress:
         parameters=int(parameters),
         entry_points=entry_specs,
         embed=embed_specs,
+        residuals=residual_specs,
     )
     return spec, blobs
 
@@ -144,8 +167,13 @@ def export_seal(
     signing_key=None,
     exposure: str = "dark",
     progress: Progress = lambda _msg: None,
+    residuals: bool = False,
 ) -> ExportSummary:
-    """Compile every tower of `recipe` and write the seal to `out` (atomically)."""
+    """Compile every tower of `recipe` and write the seal to `out` (atomically).
+
+    `residuals` adds forward_saved + backward graphs: training runs one forward per step, and the
+    device sees the intermediate activations the backward needs (listed in the manifest).
+    """
     if exposure not in EXPOSURES:
         raise ExportError(f"exposure must be one of {EXPOSURES}, got {exposure!r}")
     if exposure == "light" and not any(t.entry_points for t in recipe.towers):
@@ -155,7 +183,7 @@ def export_seal(
     towers: dict[str, TowerSpec] = {}
     blobs: dict[str, bytes] = {}
     for tower in recipe.towers:
-        spec, tower_blobs = compile_tower(tower, exposure, pool, progress)
+        spec, tower_blobs = compile_tower(tower, exposure, pool, progress, residuals)
         towers[tower.name] = spec
         blobs.update(tower_blobs)
     blobs[WEIGHTS_BLOB] = pool.to_bytes()

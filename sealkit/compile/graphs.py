@@ -31,16 +31,20 @@ MAX_BATCH = 1 << 16
 
 
 def _convolution_backward(grad_out, inp, weight, bias_sizes, stride, padding, dilation, transposed, output_padding, groups, mask):
-    """Input gradient of a convolution as a transposed convolution (handles groups and strides).
+    """Input gradient of a convolution (weights are frozen in a seal, so only that is ever requested).
 
-    Weights are frozen in a seal, so only the input gradient is ever requested.
+    2-D convolutions with stride 1, and grouped (depthwise) ones, become a convolution with the
+    flipped kernel; the rest (e.g. a ViT's patchify) a transposed convolution, which skips the
+    zeros a strided dense kernel would multiply.
     """
     if transposed:
         raise NotImplementedError("the VJP of a transposed convolution is not supported")
     if mask[1] or mask[2]:
         raise NotImplementedError("weight gradients are never exported")
     grad_input = None
-    if mask[0]:
+    if mask[0] and inp.dim() == 4 and (groups > 1 or all(s == 1 for s in stride)):
+        grad_input = _conv2d_input_grad(grad_out, inp, weight, stride, padding, dilation, groups)
+    if mask[0] and grad_input is None:
         spatial = inp.dim() - 2
         output_padding = []
         for i in range(spatial):
@@ -52,9 +56,49 @@ def _convolution_backward(grad_out, inp, weight, bias_sizes, stride, padding, di
     return grad_input, None, None
 
 
+def _dilate2d(x: torch.Tensor, stride: Sequence[int]) -> torch.Tensor:
+    """Insert stride-1 zeros between neighbouring pixels: [N, C, H, W] -> [N, C, (H-1)sh+1, (W-1)sw+1].
+
+    Built from pad and reshape, which onnxruntime runs as plain copies.
+    """
+    sh, sw = stride
+    n, c, h, w = x.shape
+    spread = F.pad(x.reshape(n, c, h, 1, w, 1), (0, sw - 1, 0, 0, 0, sh - 1)).reshape(n, c, h * sh, w * sw)
+    return spread[:, :, : (h - 1) * sh + 1, : (w - 1) * sw + 1]
+
+
+def _conv2d_input_grad(grad_out, inp, weight, stride, padding, dilation, groups):
+    """Input gradient of a 2-D convolution as a stride-1 convolution with the flipped, transposed kernel.
+
+    onnxruntime's ConvTranspose is slow for grouped (depthwise) and 1x1 kernels, while its Conv has
+    fast kernels for both; the stride becomes zeros inserted into grad_out, the padding a pad or a crop.
+    """
+    c_out, c_in_per_group, kh, kw = weight.shape
+    kernel = weight.reshape(groups, c_out // groups, c_in_per_group, kh, kw).transpose(1, 2).reshape(c_in_per_group * groups, c_out // groups, kh, kw)
+    if kh > 1 or kw > 1:
+        kernel = kernel.flip(-2, -1)
+    grad = _dilate2d(grad_out, stride) if any(s > 1 for s in stride) else grad_out
+    pads = []
+    for i in (1, 0):  # F.pad lists the last axis first
+        before = dilation[i] * (weight.shape[2 + i] - 1) - padding[i]
+        after = inp.shape[2 + i] - grad.shape[2 + i] + padding[i]  # the output size decides the rest
+        pads += [before, after]
+    if any(p < 0 for p in pads):  # padding wider than the kernel: left to the transposed convolution
+        return None
+    if pads[0] == pads[1] and pads[2] == pads[3]:  # symmetric: the convolution pads, no extra copy
+        return F.conv2d(grad, kernel, None, 1, (pads[2], pads[0]), dilation, groups)
+    return F.conv2d(F.pad(grad, pads), kernel, None, 1, 0, dilation, groups)
+
+
+def _hardtanh_backward(grad_output, inp, min_val, max_val):
+    """ReLU6 and friends: a multiply by a float mask, which onnxruntime vectorises (its Where is slow)."""
+    return grad_output * ((inp > min_val) & (inp < max_val)).to(grad_output.dtype)
+
+
 def _decompositions() -> dict:
     table = dict(core_aten_decompositions())
     table[torch.ops.aten.convolution_backward.default] = _convolution_backward
+    table[torch.ops.aten.hardtanh_backward.default] = _hardtanh_backward
     return table
 
 

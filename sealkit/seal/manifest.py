@@ -68,13 +68,20 @@ class TowerSpec:
     parameters: int = 0
     entry_points: list[EntryPointSpec] = field(default_factory=list)
     embed: dict[str, TensorSpec] | None = None
+    # residual seals only: per forward_saved graph, the intermediate activations it hands the device
+    residuals: dict[str, list[TensorSpec]] = field(default_factory=dict)
+
+    @property
+    def has_residual_graphs(self) -> bool:
+        """Whether the tower can train with one forward per step (forward_saved + backward graphs)."""
+        return bool(self.graphs.get("forward_saved")) and bool(self.graphs.get("backward"))
 
     @property
     def differentiable_inputs(self) -> list[TensorSpec]:
         return [spec for spec in self.inputs if spec.differentiable]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             "modality": self.modality,
             "parameters": self.parameters,
             "inputs": [s.to_dict() for s in self.inputs],
@@ -84,6 +91,9 @@ class TowerSpec:
             "preprocessing": self.preprocessing,
             "graphs": self.graphs,
         }
+        if self.residuals:  # absent from plain seals, so their manifests (and seal ids) are unchanged
+            d["residuals"] = {graph: [s.to_dict() for s in specs] for graph, specs in self.residuals.items()}
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TowerSpec":
@@ -97,6 +107,7 @@ class TowerSpec:
             parameters=int(d.get("parameters", 0)),
             entry_points=[EntryPointSpec.from_dict(e) for e in d.get("entry_points", [])],
             embed=None if embed is None else {k: TensorSpec.from_dict(v) for k, v in embed.items()},
+            residuals={graph: [TensorSpec.from_dict(s) for s in specs] for graph, specs in (d.get("residuals") or {}).items()},
         )
 
 

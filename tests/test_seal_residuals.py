@@ -1,0 +1,150 @@
+"""Seals with residual graphs: one forward per training step, with the same numbers as torch autograd.
+
+`export_seal(..., residuals=True)` splits each VJP graph into forward_saved (output + residuals) and
+backward (residuals + cotangent -> gradients). Outputs and gradients through that pair must match
+torch autograd within the parity tolerance (relative norm error), in one chunk and in several, and
+training through `seal_forward` must use the pair instead of recomputing the forward in the VJP.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from sealkit.compile.check import check_tower, relative_error
+from sealkit.compile.export import export_seal
+from sealkit.compile.recipe import load_recipe
+from sealkit.errors import InputError, SealkitError
+from sealkit.runtime.seal import open_seal
+from sealkit.train.seal_function import seal_forward
+from test_seal_parity import add_only_recipe
+
+ROOT = Path(__file__).resolve().parent.parent
+RECIPES = ROOT / "tests" / "recipes"
+TOLERANCE = 1e-4
+
+
+def _export(tmp_path_factory, recipe, key_bytes, exposure: str):
+    path = tmp_path_factory.mktemp("residual-seals") / f"{recipe.name}-{exposure}.seal"
+    export_seal(recipe, path, key=key_bytes, exposure=exposure, residuals=True)
+    return recipe, open_seal(path, key=key_bytes, threads=1)
+
+
+@pytest.fixture(scope="module")
+def text_residual(tmp_path_factory, key_bytes):
+    return _export(tmp_path_factory, load_recipe(RECIPES / "tiny_text.py"), key_bytes, "light")
+
+
+@pytest.fixture(scope="module")
+def convnet_residual(tmp_path_factory, key_bytes):
+    """A strided conv and a depthwise conv, with additive entry points."""
+    return _export(tmp_path_factory, add_only_recipe(), key_bytes, "light")
+
+
+def _residual_rows_within(rows) -> list:
+    residual_rows = [r for r in rows if "[residuals" in r.quantity]
+    assert residual_rows, "the check did not run the residual graphs"
+    bad = [r for r in rows if not r.rel_error <= TOLERANCE]
+    assert not bad, "\n".join(f"batch {r.batch} seq {r.sequence} {r.quantity}: {r.rel_error:.2e}" for r in bad)
+    return residual_rows
+
+
+@pytest.mark.parametrize("with_entries", [False, True], ids=["plain", "entries"])
+def test_text_residual_graphs_match_torch_in_one_chunk_and_in_chunks_of_2(text_residual, with_entries):
+    recipe, seal = text_residual
+    rows = _residual_rows_within(check_tower(seal, recipe.towers[0], batches=(1, 3), sequences=(2, 9), with_entries=with_entries))
+    quantities = {r.quantity for r in rows}
+    assert "forward_saved [residuals]" in quantities and "grad token_embeddings [residuals, chunk 2]" in quantities
+    if with_entries:
+        assert "grad ep0 (prompt) [residuals, chunk 2]" in quantities and "grad ep1 (add) [residuals]" in quantities
+
+
+@pytest.mark.parametrize("with_entries", [False, True], ids=["plain", "entries"])
+def test_convnet_residual_graphs_match_torch_including_depthwise_and_entry_gradients(convnet_residual, with_entries):
+    recipe, seal = convnet_residual
+    rows = _residual_rows_within(check_tower(seal, recipe.towers[0], batches=(1, 5), with_entries=with_entries))
+    if with_entries:
+        assert {"grad ep0 (add) [residuals, chunk 2]", "grad ep2 (add) [residuals]"} <= {r.quantity for r in rows}
+
+
+def test_manifest_lists_the_residuals_a_device_will_hold(text_residual, text_seal):
+    _, seal = text_residual
+    tower = seal.manifest.towers["text"]
+    assert {"forward_saved", "backward", "forward_saved_entries", "backward_entries", "forward", "vjp"} <= set(tower.graphs)
+    saved = tower.residuals["forward_saved"]
+    assert saved and all(spec.name.startswith("residual_") for spec in saved)
+    assert len(tower.residuals["forward_saved_entries"]) > 0
+    # a plain seal's manifest carries no residuals key, so plain seals keep their ids
+    assert "residuals" not in text_seal.manifest.towers["text"].to_dict()
+    assert not text_seal.tower("text").has_residual_graphs
+
+
+def test_a_plain_seal_refuses_forward_for_backward(text_seal):
+    with pytest.raises(SealkitError, match="without residuals"):
+        text_seal.tower("text").forward_for_backward({"token_embeddings": np.zeros((1, 3, 64), np.float32), "attention_mask": np.ones((1, 3), np.int64)})
+
+
+def test_backward_checks_the_cotangent_and_whose_residuals_it_gets(convnet_residual):
+    _, seal = convnet_residual
+    tower = seal.tower("image")
+    output, residuals = tower.forward_for_backward(np.zeros((3, 3, 10, 10), np.float32))
+    assert output.shape == (3, 6) and residuals.batch == 3 and residuals.nbytes > 0
+    with pytest.raises(InputError, match="batch size 2"):
+        tower.backward(residuals, np.zeros((2, 6), np.float32))
+    with pytest.raises(InputError, match="its own forward_for_backward"):
+        tower.backward("not residuals", np.zeros((3, 6), np.float32))
+
+
+def test_training_through_a_residual_seal_runs_forward_saved_and_backward_not_the_vjp(convnet_residual, monkeypatch):
+    recipe, seal = convnet_residual
+    tower = seal.tower("image")
+    module = recipe.towers[0].module.eval()
+    pixels = torch.randn(4, 3, 10, 10, generator=torch.Generator().manual_seed(2))
+    scale = torch.full((1, 3, 1, 1), 1.5, requires_grad=True)  # a stand-in input adapter
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("the VJP graph (a second forward) ran during a training step")
+
+    monkeypatch.setattr(tower, "vjp", refuse)
+    monkeypatch.setattr(tower, "forward", refuse)
+    loss = seal_forward(tower, {"pixels": pixels * scale}).square().sum()
+    loss.backward()
+
+    reference = scale.detach().clone().requires_grad_(True)
+    module(pixels * reference).square().sum().backward()
+    assert relative_error(scale.grad.numpy(), reference.grad.numpy()) <= TOLERANCE
+
+
+def test_evaluation_through_a_residual_seal_keeps_the_plain_forward(convnet_residual, monkeypatch):
+    _, seal = convnet_residual
+    tower = seal.tower("image")
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("forward_for_backward ran without gradients wanted")
+
+    monkeypatch.setattr(tower, "forward_for_backward", refuse)
+    pixels = torch.randn(2, 3, 10, 10, requires_grad=True)
+    with torch.no_grad():
+        assert seal_forward(tower, {"pixels": pixels}).shape == (2, 6)
+    assert seal_forward(tower, {"pixels": pixels.detach()}).shape == (2, 6)  # nothing to differentiate
+
+
+def test_cli_export_residuals_then_inspect_and_check(tmp_path, keys):
+    from cli_harness import sealkit
+
+    out = tmp_path / "tiny-residuals.seal"
+    result = sealkit("export", RECIPES / "tiny_vit.py", "--out", out, "--key", keys["key"], "--residuals")
+    assert result.returncode == 0, result.stderr
+    assert "with residual graphs" in result.stdout
+    result = sealkit("inspect", out, "--key", keys["key"])
+    assert result.returncode == 0, result.stderr
+    assert "intermediate activations" in result.stdout
+    report = json.loads(sealkit("inspect", out, "--json").stdout)
+    assert report["manifest"]["towers"]["image"]["residuals"]["forward_saved"]
+    result = sealkit("check", out, RECIPES / "tiny_vit.py", "--key", keys["key"])
+    assert result.returncode == 0, result.stderr
+    assert "forward_saved [residuals]" in result.stdout and "parity ok" in result.stdout
