@@ -118,3 +118,12 @@ def test_the_public_training_names_resolve():
     assert sealkit.adapt is adapt and sealkit.evaluate is evaluate
     with pytest.raises(AttributeError, match="no attribute 'nonsense'"):
         sealkit.nonsense  # noqa: B018
+
+
+def test_the_wheel_lists_every_package():
+    """pyproject lists packages explicitly (export/ ships as sealkit.recipes), so a new package must be added there."""
+    import tomllib
+
+    config = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+    assert set(config["packages"]) == {"sealkit", "sealkit.recipes", *(f"sealkit.{name}" for name in LAYERS)}
+    assert config["package-dir"] == {"sealkit.recipes": "export"} and (PACKAGE.parent / "export" / "__init__.py").is_file()
