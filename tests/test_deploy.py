@@ -6,6 +6,7 @@ process has torch loaded for training).
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -182,5 +183,6 @@ def test_the_runtimes_example_prints_every_tasks_labels(tiny_text_seal, keys, ad
     lines = result.stdout.strip().splitlines()
     assert [line.split("\t")[0] for line in lines[:3]] == ["words", "words-b", "words-c"]
     assert lines[-1].startswith("3 task(s) on one backbone")
-    missing_key = subprocess.run([sys.executable, "runtimes/python/serve_tasks.py", str(tiny_text_seal), str(adapter_dir), "x"], cwd=ROOT, capture_output=True, text=True, timeout=120, env={"PATH": "/usr/bin"})
+    missing_key = subprocess.run([sys.executable, "runtimes/python/serve_tasks.py", str(tiny_text_seal), str(adapter_dir), "x"], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                                 env={"PATH": "/usr/bin", **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"}})  # no SEALKIT_KEY; same sealkit
     assert missing_key.returncode == 5 and "encrypted" in missing_key.stderr

@@ -75,12 +75,12 @@ def encrypt_blob(key: bytes, name: str, data: bytes) -> tuple[bytes, bytes]:
     Returns (nonce, ciphertext).
     """
     nonce = os.urandom(NONCE_BYTES)
-    return nonce, AESGCM(key).encrypt(nonce, data, name.encode("utf-8"))
+    return nonce, AESGCM(key).encrypt(nonce, data, name.encode("utf-8", "surrogatepass"))
 
 
 def decrypt_blob(key: bytes, name: str, nonce: bytes, ciphertext: bytes) -> bytes:
     try:
-        return AESGCM(key).decrypt(nonce, ciphertext, name.encode("utf-8"))
+        return AESGCM(key).decrypt(nonce, ciphertext, name.encode("utf-8", "surrogatepass"))
     except InvalidTag:
         blob = name.split("/", 1)[-1].split("\0")[0]  # drop the salt and the manifest digest
         raise SealIntegrityError(f"blob '{blob}' failed authentication: the seal was tampered with or corrupted; ask the owner for a fresh copy") from None
