@@ -101,7 +101,7 @@ def finished_run(pair_seal, data, tmp_path_factory):
 
 
 def test_resume_without_a_checkpoint_is_a_checkpoint_error(pair_seal, data, tmp_path):
-    with pytest.raises(CheckpointError, match=r"no checkpoint at .*fresh\.adapter\.ckpt to resume from.*without --resume"):
+    with pytest.raises(CheckpointError, match=r"no checkpoint at .*fresh\.adapter\.ckpt to resume from; start fresh instead of resuming"):
         _adapt(pair_seal, data, tmp_path / "fresh.adapter", method="output", config=QUICK, resume=True)
 
 
@@ -129,7 +129,7 @@ def test_resume_with_other_training_data_is_a_checkpoint_error(pair_seal, finish
 def test_an_unreadable_checkpoint_is_a_checkpoint_error(pair_seal, data, finished_run, tmp_path):
     out = tmp_path / "task.adapter"
     (tmp_path / "task.adapter.ckpt").write_bytes(finished_run.with_name(finished_run.name + ".ckpt").read_bytes()[:200])
-    with pytest.raises(CheckpointError, match=r"unreadable.*delete it and run without --resume"):
+    with pytest.raises(CheckpointError, match=r"unreadable.*delete it and start fresh instead of resuming"):
         _adapt(pair_seal, data, out, method="output", config=QUICK, resume=True)
 
 

@@ -43,10 +43,10 @@ def method_key_edited(adapter: Path, folder: Path, name: str) -> Path:
     return path
 
 
-def method_key_dropped(adapter: Path, folder: Path, name: str) -> Path:
-    """The same, by a tool that rewrites the checksum: the metadata has no "method"."""
+def task_key_dropped(adapter: Path, folder: Path, name: str) -> Path:
+    """The same, by a tool that rewrites the checksum: the metadata has no "task"."""
     file = read_adapter_file(adapter)
-    return write_adapter_file(folder / f"{name}.adapter", {k: v for k, v in file.meta.items() if k != "method"}, file.tensors)
+    return write_adapter_file(folder / f"{name}.adapter", {k: v for k, v in file.meta.items() if k != "task"}, file.tensors)
 
 
 def serve(text_seal, folder: Path, **config) -> BackgroundServer:
@@ -119,16 +119,16 @@ def test_an_upload_never_writes_through_a_planted_link_and_leaks_no_internals(te
 def test_bad_adapters_never_stop_the_server_at_start_or_while_scanning(text_seal, adapter, tmp_path, caplog):
     shutil.copy(adapter, tmp_path / "words.adapter")
     method_key_edited(adapter, tmp_path, "edited")
-    method_key_dropped(adapter, tmp_path, "dropped")
+    task_key_dropped(adapter, tmp_path, "dropped")
     with serve(text_seal, tmp_path, admin_token="t") as server, httpx.Client(base_url=server.url, timeout=TIMEOUT) as client:
         listing = client.get("/tasks").json()
         assert [t["name"] for t in listing["tasks"]] == ["words"]
         assert set(listing["refused"]) == {"edited.adapter", "dropped.adapter"}
         assert "metadata does not match the checksum" in listing["refused"]["edited.adapter"]
-        assert "has no 'method'" in listing["refused"]["dropped.adapter"]
+        assert "has no valid 'task'" in listing["refused"]["dropped.adapter"]
         assert not any(str(tmp_path) in reason for reason in listing["refused"].values())
 
-        method_key_dropped(adapter, tmp_path, "while-running")  # appears while serving
+        task_key_dropped(adapter, tmp_path, "while-running")  # appears while serving
         shutil.copy(adapter, tmp_path / "later.adapter")  # a good file after it must still load
         wait_for(lambda: "later" in [t["name"] for t in client.get("/tasks").json()["tasks"]])
         assert "while-running.adapter" in client.get("/tasks").json()["refused"]

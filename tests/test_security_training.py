@@ -89,7 +89,7 @@ def test_unwritable_outputs_are_refused_before_training_or_compiling(tmp_path):
         assert isinstance(error, OutputPathError) and phrase in str(error)
         error = invoke("export", "export/tiny_vit.py", "--out", out, "--no-encrypt")
         assert isinstance(error, OutputPathError) and phrase in str(error)
-        assert isinstance(invoke("eval", tmp_path / "no.seal", "--data", "x.csv", "--json", out), OutputPathError)
+        assert isinstance(invoke("eval", tmp_path / "no.seal", "--data", "x.csv", "--json-out", out), OutputPathError)
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")

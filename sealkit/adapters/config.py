@@ -17,11 +17,16 @@ TASKS = ("classify", "retrieve")
 HEADS = ("text", "linear", "none")
 
 
-def _known(cls, data: Any, what: str) -> dict[str, Any]:
+def _build(cls, data: Any, what: str):
+    """`cls` from a JSON object, ignoring unknown keys; a missing required key is an AdapterError."""
     if not isinstance(data, dict):
         raise AdapterError(f"the adapter's {what} must be a JSON object, got {type(data).__name__}")
     names = {f.name for f in fields(cls)}
-    return {k: v for k, v in data.items() if k in names}
+    try:
+        return cls(**{k: v for k, v in data.items() if k in names})
+    except TypeError:
+        missing = sorted(f.name for f in fields(cls) if f.name not in data)
+        raise AdapterError(f"the adapter's {what} lacks {', '.join(missing) or 'required fields'}") from None
 
 
 @dataclass
@@ -60,7 +65,7 @@ class AdapterConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "AdapterConfig":
-        return cls(**_known(cls, data, "config"))
+        return _build(cls, data, "config")
 
 
 @dataclass
@@ -107,7 +112,7 @@ class TaskSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TaskSpec":
-        return cls(**_known(cls, data, "task"))
+        return _build(cls, data, "task")
 
 
 def auto_hidden(tower_parameters: int, dim: int, share: float = 0.005) -> int:

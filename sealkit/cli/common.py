@@ -107,15 +107,15 @@ def open_seal_checked(seal: Path, key: Optional[Path], verify_key: Optional[Path
 
 # One meaning everywhere: --json prints JSON (only) to stdout; --json-out PATH also writes it to a file.
 JsonOption = typer.Option(False, "--json", help="Print the result as JSON on stdout instead of tables.")
-JsonOutOption = typer.Option(None, "--json-out", help="Also write the result as JSON to this file (atomically).", dir_okay=False)
+JsonOutOption = typer.Option(None, "--json-out", help="Also write the result as JSON to this file (atomically).")
 
 
 def emit_json(payload: dict, as_json: bool, json_out: Optional[Path]) -> bool:
     """Write `payload` to --json-out and/or stdout (--json). True when stdout got the JSON (print nothing else)."""
     if json_out is not None:
-        from sealkit.fileio import atomic_write_json
+        from sealkit.fileio import atomic_write_json, check_output_path
 
-        atomic_write_json(json_out, payload)
+        atomic_write_json(check_output_path(json_out, "--json-out"), payload)
         if not as_json:
             console.print(f"wrote {json_out}")
     if as_json:
