@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from sklearn.linear_model import LogisticRegression
+from synthetic import permuted_colour_dataset
 
 from sealkit.adapters.config import AdapterConfig
 from sealkit.adapters.file import read_adapter_file
@@ -16,7 +17,6 @@ from sealkit.train.loop import parameter_groups
 from sealkit.train.objectives import ClassifyObjective, build_task_spec, make_objective
 from sealkit.train.pack import AdapterPack
 from sealkit.train.probe import C_GRID, fit_linear_head
-from synthetic import permuted_colour_dataset
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 

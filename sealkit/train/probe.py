@@ -36,6 +36,7 @@ C_GRID = tuple(10.0**k for k in range(-3, 5))  # scikit-learn's C: 1/C is the L2
 LR_GRID = (1e-3, 3e-3, 1e-2, 3e-2)
 PICK_STEPS = 60
 LBFGS_ITERATIONS = 300
+MAX_FIT_EXAMPLES = 20000  # a seeded, class-balanced subset of larger training sets (memory of the full-batch fit)
 
 
 @dataclass
@@ -63,6 +64,19 @@ def cached_backbone(pack: AdapterPack) -> Iterator[AdapterPack]:
         pack.cached_backbone = before
 
 
+def _minimise_logistic(weight: torch.Tensor, bias: torch.Tensor, x: torch.Tensor, labels: torch.Tensor, strength: float) -> None:
+    """Full-batch L-BFGS on mean cross-entropy + strength / 2 * ||weight||^2, from the tensors' current values."""
+    optimizer = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=LBFGS_ITERATIONS, history_size=20, tolerance_grad=1e-7, tolerance_change=1e-10, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = F.cross_entropy(x @ weight.T + bias, labels) + 0.5 * strength * (weight**2).sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+
+
 def fit_linear_head(pack: AdapterPack, features: torch.Tensor, labels: torch.Tensor, val_features: torch.Tensor, val_labels: torch.Tensor, c_grid=C_GRID) -> tuple[float, dict[str, float]]:
     """Logistic regression on `features` (after the output adapter at its start) into `pack.head`.
 
@@ -77,16 +91,7 @@ def fit_linear_head(pack: AdapterPack, features: torch.Tensor, labels: torch.Ten
     best: tuple[float, float, torch.Tensor, torch.Tensor] | None = None
     scores: dict[str, float] = {}
     for c in sorted(c_grid):
-        strength = 1.0 / (c * len(x))
-        optimizer = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=LBFGS_ITERATIONS, history_size=20, tolerance_grad=1e-7, tolerance_change=1e-10, line_search_fn="strong_wolfe")
-
-        def closure() -> torch.Tensor:
-            optimizer.zero_grad()
-            loss = F.cross_entropy(x @ weight.T + bias, labels) + 0.5 * strength * (weight**2).sum()
-            loss.backward()
-            return loss
-
-        optimizer.step(closure)
+        _minimise_logistic(weight, bias, x, labels, strength=1.0 / (c * len(x)))
         with torch.no_grad():
             accuracy = float(((xv @ weight.T + bias).argmax(dim=-1) == val_labels).double().mean())
         scores[f"C={c:g}"] = accuracy
@@ -128,6 +133,8 @@ def fit_output_stage(objective: Objective, pack: AdapterPack, train: Dataset, va
     started = time.perf_counter()
     scores: dict[str, float] = {}
     c = None
+    if len(train) > MAX_FIT_EXAMPLES:
+        train = train.subset(MAX_FIT_EXAMPLES, seed=config.seed)
     with cached_backbone(pack):
         _warm_cache(objective, train)
         _warm_cache(objective, val)
