@@ -6,7 +6,7 @@ every setting; the choice is made on validation accuracy (test is reported, neve
 "no-probe" is the old behaviour (no fitted start, one learning rate for everything).
 
 Reproduce (what docs/results.md reports):
-  PYTHONPATH=. .venv/bin/python benchmarks/stage_lr_sweep.py --seal-dir .cache --out benchmarks/results/stage_lr_sweep.json
+  PYTHONPATH=. .venv/bin/python benchmarks/stage_lr_sweep.py --seal-dir .cache --steps 60 --train 1000 --val 300 --test 300 --settings 2,1,3,4,0
 Finished settings in --out are skipped, so an interrupted run continues.
 """
 

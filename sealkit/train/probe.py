@@ -8,8 +8,9 @@ computed once:
 1. A linear head is fitted exactly: multinomial logistic regression by full-batch L-BFGS, with its
    L2 strength (scikit-learn's C) chosen on the validation split from `C_GRID`.
 2. The whole output side (head, output adapters, temperature) then gets a learning rate picked on
-   the validation split: a short AdamW run from the fitted start per rate in `LR_GRID`. The rate is
-   the run's `output_lr` unless the caller fixed one; text heads are fitted by this search alone.
+   the validation split: a short AdamW run (PICK_STEPS, or the run's steps if fewer) from the fitted
+   start per rate in `LR_GRID`, the larger rate on ties. The rate is the run's `output_lr` unless the
+   caller fixed one; text heads are fitted by this search alone.
 
 The pack is left at the fitted start (step 0 of the run, itself a candidate for the best).
 Imports torch (the adapt path only).
@@ -118,7 +119,7 @@ def _short_run(objective: Objective, pack: AdapterPack, train: Dataset, config: 
     params = [p for name, p in pack.named_parameters() if p.requires_grad and pack.side(name) == "output"]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=config.weight_decay)
     pack.train()
-    for step in range(PICK_STEPS):
+    for step in range(max(1, min(PICK_STEPS, config.steps))):
         examples = [train.examples[i] for i in batch_indices(step, len(train), config.batch, config.seed)]
         loss = objective.loss(pack, examples)
         optimizer.zero_grad(set_to_none=True)
@@ -153,7 +154,7 @@ def fit_output_stage(objective: Objective, pack: AdapterPack, train: Dataset, va
             _short_run(objective, pack, train, config, lr)
             score = objective.evaluate(pack, val)[objective.main_metric]
             scores[f"lr={lr:g}"] = score
-            if score > picked_score:
+            if score >= picked_score:  # on ties the larger rate: the run itself may be shorter than PICK_STEPS
                 picked, picked_score = lr, score
             pack.load_state_dict(start)
     pack.train()
