@@ -23,6 +23,7 @@ Finished (task, seed) pairs in --out are skipped, so an interrupted run continue
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -67,16 +68,22 @@ def get_seal(name: str, seal_dir: Path):
     return open_seal(path, key=KEY)
 
 
+@functools.lru_cache(maxsize=None)
+def load(spec: str) -> Dataset:
+    """Each corpus loaded once: the objective caches image features by array identity, so the arrays must live on."""
+    return load_dataset(spec)
+
+
 def task_data(task: str, seed: int, n_train: int, n_val: int, n_test: int) -> tuple[Dataset, Dataset, Dataset, dict]:
     """(train, val, test, adapt options): val and test fixed by seed 0, train a seeded subset of the rest."""
     if task == "mnist":
-        test, rest = load_dataset("mnist-5k").split(0.3, seed=0)
+        test, rest = load("mnist-5k").split(0.3, seed=0)
         val, pool = rest.split(n_val / len(rest), seed=0)
         return pool.subset(n_train, seed=seed), val, test.subset(n_test, seed=0), {"head": "linear"}
     if task == "fashion":
-        val, pool = load_dataset("fashion-mnist:train").subset(2 * n_train + n_val, seed=0).split(n_val / (2 * n_train + n_val), seed=0)
-        return pool.subset(n_train, seed=seed), val, load_dataset("fashion-mnist:test").subset(n_test, seed=0), {"head": "linear"}
-    pool = load_dataset("rotten-tomatoes:sentiment")
+        val, pool = load("fashion-mnist:train").subset(2 * n_train + n_val, seed=0).split(n_val / (2 * n_train + n_val), seed=0)
+        return pool.subset(n_train, seed=seed), val, load("fashion-mnist:test").subset(n_test, seed=0), {"head": "linear"}
+    pool = load("rotten-tomatoes:sentiment")
     names = {"fresh": "positive", "rotten": "negative"}
     pool = Dataset([replace(e, label=names[e.label]) for e in pool.examples], pool.name, ["positive", "negative"])
     test, rest = pool.split(0.3, seed=0, by_group=True)

@@ -6,7 +6,7 @@ every setting; the choice is made on validation accuracy (test is reported, neve
 "no-probe" is the old behaviour (no fitted start, one learning rate for everything).
 
 Reproduce (what docs/results.md reports):
-  PYTHONPATH=. .venv/bin/python benchmarks/stage_lr_sweep.py --seal-dir .cache --steps 60 --train 1000 --val 300 --test 300 --settings 2,1,3,4,0
+  PYTHONPATH=. .venv/bin/python benchmarks/stage_lr_sweep.py --seal-dir .cache --steps 60 --train 1000 --val 300 --test 300 --settings 2,1,3,4,0,6
 Finished settings in --out are skipped, so an interrupted run continues.
 """
 
@@ -36,6 +36,7 @@ SETTINGS = [
     ("dga lr 2e-3 out 1e-3", "dga", 2e-3, 1e-3, True),
     ("dga lr 5e-3 out auto", "dga", 5e-3, None, True),
     ("dga lr 5e-4 out auto", "dga", 5e-4, None, True),
+    ("dga lr 1e-2 out auto", "dga", 1e-2, None, True),
 ]
 
 
