@@ -107,7 +107,9 @@ def adapt(
     steps: Optional[int] = typer.Option(None, "--steps", help="Training steps (default 200)."),
     epochs: Optional[float] = typer.Option(None, "--epochs", help="Training epochs instead of --steps."),
     batch: int = typer.Option(32, "--batch", help="Examples per step."),
-    lr: float = typer.Option(2e-3, "--lr", help="Peak learning rate (AdamW, warmup then cosine)."),
+    lr: float = typer.Option(2e-3, "--lr", help="Peak learning rate of the input side: input adapters and entries (AdamW, warmup then cosine)."),
+    output_lr: Optional[float] = typer.Option(None, "--output-lr", help="Peak learning rate of the head and output adapters; default: picked on the validation split over cached features."),
+    probe: bool = typer.Option(True, "--probe/--no-probe", help="Fit the output stage on cached frozen features first (logistic-regression head, learning-rate pick)."),
     seed: int = typer.Option(0, "--seed", help="Seed for the split, initialisation and batch order."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoint next to --out."),
     init: Optional[Path] = typer.Option(None, "--init", help="Start from another adapter of this seal and task (e.g. an output run before dga)."),
@@ -170,7 +172,9 @@ def adapt(
     total = steps if steps is not None else (math.ceil(epochs * len(train_set) / batch) if epochs is not None else 200)
     if total < 1:
         raise SealkitError("--steps must be at least 1")
-    config = TrainConfig(steps=total, batch=batch, lr=lr, seed=seed, eval_every=eval_every, max_eval=val_limit or 2000)
+    if output_lr is not None and not output_lr > 0:
+        raise SealkitError("--output-lr must be positive; leave it out to pick it on the validation split")
+    config = TrainConfig(steps=total, batch=batch, lr=lr, output_lr=output_lr, probe=probe, seed=seed, eval_every=eval_every, max_eval=val_limit or 2000)
     adapter_config = AdapterConfig(method, image_width, text_rank, text_prompts, output_hidden, shared_dim)
     console.print(f"adapting '{opened.manifest.name}' ({opened.manifest.exposure} seal) with {method} for {task}: {len(train_set)} train / {len(val_set)} val examples, {total} steps of {batch}")
     result = run_adapt(

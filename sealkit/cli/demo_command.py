@@ -89,7 +89,7 @@ def demo(
     output_adapter = out / "fashion-output.adapter"
     results["output"] = adapt(
         seal, train, val, output_adapter, method="output", task="classify",
-        config=TrainConfig(steps=output_steps, batch=64, lr=2e-3, max_eval=val_limit),
+        config=TrainConfig(steps=output_steps, batch=64, max_eval=val_limit),
     )
     console.print(f"output: accuracy {results['output'].fit.best_metric:.3f} in {results['output'].fit.seconds:.0f}s")
     if dga_steps > 0:

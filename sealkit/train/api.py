@@ -26,6 +26,7 @@ from sealkit.train.checks import check_classes
 from sealkit.train.loop import FitResult, TrainConfig, fit
 from sealkit.train.objectives import ClassifyObjective, Objective, build_task_spec, make_objective
 from sealkit.train.pack import AdapterPack
+from sealkit.train.probe import fit_output_stage
 from sealkit.train.saving import load_adapter, save_adapter
 
 
@@ -92,8 +93,13 @@ def adapt(
 
     `method` (output, dga or lga; default dga) or `adapter_config` (method and sizes) choose the adapters.
 
+    With `config.probe` (the default) the output stage is first fitted on cached frozen features
+    (sealkit/train/probe.py), so dga and lga fine-tune through the seal from a fitted probe, and the
+    fitted start is step 0, a candidate for the best.
+
     `init_from` starts from another adapter of the same seal and task (e.g. an `output` run before a
-    `dga` run): every parameter with the same name and shape is copied.
+    `dga` run): every parameter with the same name and shape is copied (the probe then keeps its
+    head and only picks the output learning rate).
     """
     config = config or TrainConfig()
     adapter_config = resolve_adapter_config(method, adapter_config)
@@ -121,8 +127,12 @@ def adapt(
         copied = init_pack_from(pack, init_from, seal)
         if not copied:
             raise SealkitError(f"{init_from} shares no parameters with this run's adapters; is it for the same task?")
+    probe = None
+    if config.probe and not resume:  # a resumed run takes its learning rates from the checkpoint
+        probe = fit_output_stage(objective, pack, train, eval_set, config, fit_head=init_from is None)
     checkpoint = checkpoint_path_for(out)
     meta_base = {
+        "probe": probe.to_dict() if probe else None,
         "train_config": config.to_dict(),
         "train_examples": len(train),
         "zero_shot": baseline,
@@ -138,7 +148,8 @@ def adapt(
             raise TrainingError(f"the class embeddings became NaN or infinite at step {step}: training diverged; lower the learning rate", topic="lr")
         save_adapter(out, best_pack, {**meta_base, "metrics": metrics, "best_step": step, "complete": False}, embeddings)
 
-    result = fit(objective, pack, train, val, config, checkpoint, resume=resume, on_best=on_best, progress=progress)
+    output_lr = config.output_lr if config.output_lr is not None or probe is None else probe.output_lr
+    result = fit(objective, pack, train, val, config, checkpoint, resume=resume, on_best=on_best, progress=progress, output_lr=output_lr)
     if not result.interrupted:
         save_adapter(
             out,

@@ -11,11 +11,19 @@ from typing import Any
 
 @dataclass
 class TrainConfig:
-    """Steps, batch, AdamW learning rate (warmup then cosine), seed, and evaluation/checkpoint intervals."""
+    """Steps, batch, AdamW learning rates (warmup then cosine), seed, and evaluation/checkpoint intervals.
+
+    Two parameter groups: `lr` drives the input side (input adapters, entries), which trains through
+    the seal; `output_lr` drives the output side (head, output adapters, temperature). With `probe`
+    the output stage is first fitted on cached frozen features (sealkit/train/probe.py), and an
+    `output_lr` of None is the rate picked there on the validation split.
+    """
 
     steps: int = 200
     batch: int = 32
     lr: float = 2e-3
+    output_lr: float | None = None
+    probe: bool = True
     weight_decay: float = 1e-4
     warmup: float = 0.05  # fraction of the steps
     seed: int = 0

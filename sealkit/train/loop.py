@@ -41,13 +41,27 @@ class FitResult:
     interrupted: bool = False
 
 
-def learning_rate(step: int, config: TrainConfig) -> float:
-    """Linear warmup, then cosine decay to 10% of the peak."""
+def learning_rate(step: int, config: TrainConfig, peak: float | None = None) -> float:
+    """Linear warmup, then cosine decay to 10% of the peak (`config.lr` unless given)."""
+    peak = config.lr if peak is None else peak
     warmup = max(1, int(config.warmup * config.steps))
     if step < warmup:
-        return config.lr * (step + 1) / warmup
+        return peak * (step + 1) / warmup
     progress = (step - warmup) / max(1, config.steps - warmup)
-    return config.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def parameter_groups(pack: AdapterPack, config: TrainConfig, output_lr: float) -> list[dict[str, Any]]:
+    """AdamW groups: input side (input adapters, entries) peaks at `config.lr`, output side (head,
+    output adapters, temperature) at `output_lr`; weight decay on matrices, never on entries."""
+    groups: dict[tuple[str, bool], list[torch.nn.Parameter]] = {}
+    for name, p in pack.named_parameters():
+        if p.requires_grad:
+            groups.setdefault((pack.side(name), p.dim() >= 2 and "entries" not in name), []).append(p)
+    return [
+        {"params": params, "weight_decay": config.weight_decay if decay else 0.0, "peak_lr": config.lr if side == "input" else output_lr}
+        for (side, decay), params in groups.items()
+    ]
 
 
 def batch_indices(step: int, n: int, batch: int, seed: int) -> np.ndarray:
@@ -99,8 +113,14 @@ def fit(
     resume: bool = False,
     on_best: Callable[[AdapterPack, dict[str, float], int], None] | None = None,
     progress: bool = True,
+    output_lr: float | None = None,
 ) -> FitResult:
-    """Train `pack` on `train` for `task`; evaluate on `val`; checkpoint to `checkpoint_path`."""
+    """Train `pack` on `train` for `task`; evaluate on `val`; checkpoint to `checkpoint_path`.
+
+    The output side trains at `output_lr` (default: `config.output_lr`, else `config.lr`). A fresh
+    run evaluates its start (step 0) first, so the kept adapters are never worse on validation than
+    the (fitted) adapters it began with.
+    """
     if len(train) == 0:
         raise SealkitError("the training set is empty")
     torch.manual_seed(config.seed)
@@ -108,11 +128,8 @@ def fit(
     checkpoint_every = config.checkpoint_every or eval_every
     val_subset = val.subset(config.max_eval, seed=config.seed) if val is not None and len(val) else None
     parameters = [p for p in pack.parameters() if p.requires_grad]
-    decay = [p for n, p in pack.named_parameters() if p.requires_grad and p.dim() >= 2 and "entries" not in n]
-    no_decay = [p for n, p in pack.named_parameters() if p.requires_grad and not (p.dim() >= 2 and "entries" not in n)]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=config.lr
-    )
+    output_lr = output_lr if output_lr is not None else config.output_lr if config.output_lr is not None else config.lr
+    optimizer = torch.optim.AdamW(parameter_groups(pack, config, output_lr), lr=config.lr)
     identity = {"seal_id": pack.seal_id, "method": pack.config.method, "task": pack.task.task, "config": config.to_dict(), "train_size": len(train)}
 
     step = 0
@@ -164,12 +181,14 @@ def fit(
     interrupted = False
     last_metrics: dict[str, float] = history[-1] if history else {}
     pack.train()
+    if not resume:
+        last_metrics = evaluate_now()  # step 0: the start is a candidate for the best
     restore_signals = interrupt_on_signals()
     try:
         while step < config.steps:
             examples = [train.examples[i] for i in batch_indices(step, len(train), config.batch, config.seed)]
             for group in optimizer.param_groups:
-                group["lr"] = learning_rate(step, config)
+                group["lr"] = learning_rate(step, config, group["peak_lr"])
             loss = task.loss(pack, examples)
             if not torch.isfinite(loss):
                 raise TrainingError(f"the loss became {loss.item()} at step {step + 1}: training diverged; {_kept(saved['step'], checkpoint_path)}; lower the learning rate", topic="lr")

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from sealkit.adapters.config import AdapterConfig, TaskSpec
-from sealkit.adapters.layout import MAX_LOGIT_SCALE, AdapterLayout, TowerLayout, adapter_layout, output_hidden
+from sealkit.adapters.layout import ENTRIES, INPUT, MAX_LOGIT_SCALE, AdapterLayout, TowerLayout, adapter_layout, output_hidden
 from sealkit.errors import ExposureError
 from sealkit.runtime.inputs import TowerInputs
 from sealkit.runtime.seal import Seal, Tower
@@ -63,6 +63,7 @@ class AdapterPack(nn.Module):
         self.towers = nn.ModuleDict({name: TowerAdapters(spec, self.layout.towers[name], config, self.out_dim) for name, spec in specs.items()})
         self.head = nn.Linear(self.out_dim, len(task.class_names)) if task.head == "linear" else None
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+        self.cached_backbone = False  # True while the output stage is fitted on cached frozen features (train/probe.py)
 
     # --- running ------------------------------------------------------------------------------
     def backbone(self, tower: Tower, inputs: TowerInputs) -> torch.Tensor:
@@ -83,8 +84,13 @@ class AdapterPack(nn.Module):
 
     @property
     def uses_backbone_gradients(self) -> bool:
-        """False for the `output` method: the backbone's outputs can be cached and reused."""
-        return self.config.method != "output"
+        """False for the `output` method (and while fitting the output stage): backbone outputs are cached and reused."""
+        return self.config.method != "output" and not self.cached_backbone
+
+    @staticmethod
+    def side(parameter_name: str) -> str:
+        """"input" for input adapters and entries (they train through the seal), "output" for the rest (head, output adapters, temperature)."""
+        return "input" if f".{INPUT}." in parameter_name or f".{ENTRIES}." in parameter_name else "output"
 
     @property
     def temperature_scale(self) -> torch.Tensor:
