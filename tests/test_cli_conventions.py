@@ -122,8 +122,8 @@ for name in blocked:
     [
         (["adapt", "S", "--train", "x.csv", "--out", "o.adapter"], "torch", "sealkit[adapt]"),
         (["eval", "S", "--data", "x.csv"], "torch", "sealkit[adapt]"),
-        (["export", "export/tiny_vit.py", "--out", "o.seal", "--no-encrypt"], "torch", "sealkit[export]"),
-        (["check", "S", "export/tiny_vit.py"], "torch", "sealkit[export]"),
+        (["export", "tests/recipes/tiny_vit.py", "--out", "o.seal", "--no-encrypt"], "torch", "sealkit[export]"),
+        (["check", "S", "tests/recipes/tiny_vit.py"], "torch", "sealkit[export]"),
         (["serve", "S", "--adapters", "."], "fastapi,uvicorn", "sealkit[serve]"),
     ],
 )

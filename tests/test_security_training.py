@@ -87,7 +87,7 @@ def test_unwritable_outputs_are_refused_before_training_or_compiling(tmp_path):
     for out, phrase in ((folder, "is a folder"), (a_file / "task.adapter", "is a file, not a folder")):
         error = invoke("adapt", tmp_path / "no.seal", "--train", "no.csv", "--out", out)
         assert isinstance(error, OutputPathError) and phrase in str(error)
-        error = invoke("export", "export/tiny_vit.py", "--out", out, "--no-encrypt")
+        error = invoke("export", "tests/recipes/tiny_vit.py", "--out", out, "--no-encrypt")
         assert isinstance(error, OutputPathError) and phrase in str(error)
         assert isinstance(invoke("eval", tmp_path / "no.seal", "--data", "x.csv", "--json-out", out), OutputPathError)
 
