@@ -68,7 +68,7 @@ def get_seal(name: str, seal_dir: Path):
     return open_seal(path, key=KEY)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load(spec: str) -> Dataset:
     """Each corpus loaded once: the objective caches image features by array identity, so the arrays must live on."""
     return load_dataset(spec)

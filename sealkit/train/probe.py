@@ -6,7 +6,7 @@ run (with `TrainConfig.probe`) first fits the output stage where it is cheap, on
 computed once:
 
 1. A linear head is fitted exactly: multinomial logistic regression by full-batch L-BFGS, with its
-   L2 strength (scikit-learn's C) chosen on the validation split from `C_GRID`.
+   L2 strength (scikit-learn's C) chosen on the validation split's cross-entropy from `C_GRID`.
 2. The whole output side (head, output adapters, temperature) then gets a learning rate picked on
    the validation split: a short AdamW run (PICK_STEPS, or the run's steps if fewer) from the fitted
    start per rate in `LR_GRID`, the larger rate on ties. The rate is the run's `output_lr` unless the
@@ -82,8 +82,10 @@ def fit_linear_head(pack: AdapterPack, features: torch.Tensor, labels: torch.Ten
     """Logistic regression on `features` (after the output adapter at its start) into `pack.head`.
 
     Minimises mean cross-entropy + ||W||^2 / (2 C n), scikit-learn's objective divided by C n, for each
-    C from strong to weak regularisation (warm-started), and keeps the C with the best validation
-    accuracy (the first on ties, i.e. the stronger regularisation). Returns that C and every score.
+    C from strong to weak regularisation (warm-started), and keeps the C with the lowest validation
+    cross-entropy: validation accuracy is too coarse to choose by (on Fashion-MNIST, 500 validation
+    images, it was flat within 0.6 points over the grid and picked an over-fitted C that lost 1.7
+    test points to scikit-learn). Returns that C and every C's validation accuracy.
     """
     assert pack.head is not None
     x, xv = features.double(), val_features.double()
@@ -94,10 +96,12 @@ def fit_linear_head(pack: AdapterPack, features: torch.Tensor, labels: torch.Ten
     for c in sorted(c_grid):
         _minimise_logistic(weight, bias, x, labels, strength=1.0 / (c * len(x)))
         with torch.no_grad():
-            accuracy = float(((xv @ weight.T + bias).argmax(dim=-1) == val_labels).double().mean())
+            logits = xv @ weight.T + bias
+            accuracy = float((logits.argmax(dim=-1) == val_labels).double().mean())
+            log_loss = float(F.cross_entropy(logits, val_labels))
         scores[f"C={c:g}"] = accuracy
-        if best is None or accuracy > best[0]:
-            best = (accuracy, c, weight.detach().clone(), bias.detach().clone())
+        if best is None or log_loss < best[0]:
+            best = (log_loss, c, weight.detach().clone(), bias.detach().clone())
     assert best is not None
     with torch.no_grad():
         pack.head.weight.copy_(best[2].float())
