@@ -46,7 +46,7 @@ def test_inspect_json_describes_the_adapter(adapter, text_seal):
     assert by_module["towers.text.input"]["parameters"] == sum(int(v.size) for k, v in file.tensors.items() if k.startswith("towers.text.input."))
     training = info["training"]
     assert training["train_examples"] == 9 and training["complete"] is True and training["train_config"]["steps"] == 4
-    assert training["evaluations"] == 2 and "accuracy" in training["metrics"]
+    assert training["evaluations"] == 3 and "accuracy" in training["metrics"]  # step 0 (the fitted start), 2 and 4
 
 
 def test_inspect_prints_a_readable_summary(adapter, text_seal):
