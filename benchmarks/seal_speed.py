@@ -460,9 +460,10 @@ def bench_e2e(name: str, seal_path: Path, key: bytes, args, log) -> dict:
     Each method gets its own opened seal and adapters (benchmarks/train_steps.py); rounds run every
     method once in a shuffled order.
     """
+    from train_steps import make_step
+
     from sealkit.compile.recipe import load_recipe
     from sealkit.runtime.seal import open_seal
-    from train_steps import make_step
 
     file, options = RECIPES[name]
     steps = {}
@@ -623,7 +624,7 @@ def machine_info(threads: int) -> dict:
 
     cpu = "unknown"
     try:
-        for line in open("/proc/cpuinfo"):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break

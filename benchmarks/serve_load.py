@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import io
 import json
 import os
@@ -108,10 +109,8 @@ def memory(mode: str, process: subprocess.Popen, url: str) -> dict:
     cluster = [process.pid] + [p.pid for p in psutil.Process(process.pid).children(recursive=True)]
     total = 0
     for pid in cluster:
-        try:
+        with contextlib.suppress(psutil.Error):
             total += psutil.Process(pid).memory_info().rss
-        except psutil.Error:
-            pass
     return {
         "mode": mode,
         "frontend_mb": health["frontend"].get("rss_mb"),
@@ -124,7 +123,7 @@ def payloads(tasks: list[dict], seal_images: int) -> list[tuple[str, dict, int]]
     """(path, json body, items) for each (task, input) pair, round-robin order."""
     rng = np.random.default_rng(0)
     images = []
-    for i in range(8):
+    for _ in range(8):
         from PIL import Image
 
         buffer = io.BytesIO()
@@ -249,7 +248,7 @@ def main() -> None:
             process, urls = start_ray(args, counts)
             servers.update({mode: (process, url) for mode, url in urls.items()})
         servers = {mode: servers[mode] for mode in modes}
-        for mode, (_, url) in servers.items():
+        for _mode, (_, url) in servers.items():
             tasks, seal, work = prepare_server(url, args.index)
         for level in levels:
             runs: dict[str, list[dict]] = {m: [] for m in modes}

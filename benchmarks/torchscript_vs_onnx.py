@@ -23,7 +23,7 @@ import tempfile
 import time
 import zipfile
 from pathlib import Path
-from typing import List, Optional  # TorchScript reads these annotations
+from typing import Optional  # TorchScript reads these annotations
 
 import numpy as np
 import torch
@@ -52,7 +52,7 @@ def vjp_fn(module: torch.nn.Module):
         def forward(self, x: torch.Tensor, cotangent: torch.Tensor) -> torch.Tensor:
             x = x.detach().requires_grad_(True)
             y = self.inner(x)
-            grad_outputs: List[Optional[torch.Tensor]] = [cotangent]
+            grad_outputs: list[Optional[torch.Tensor]] = [cotangent]
             grads = torch.autograd.grad([y], [x], grad_outputs)
             grad = grads[0]
             assert grad is not None

@@ -48,11 +48,11 @@ def ensure_light_seal(recipe: str, seal_dir: Path, key: bytes) -> Path:
 
 def worker(cfg: dict) -> dict:
     import torch
+    from train_steps import make_step
 
     from sealkit.compile.recipe import load_recipe
     from sealkit.runtime.seal import open_seal
     from sealkit.seal.crypto import read_key
-    from train_steps import make_step
 
     torch.set_num_threads(cfg["threads"])
     gc_collect()

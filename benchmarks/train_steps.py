@@ -38,7 +38,7 @@ METHODS = ("dga-seal", "dga-seal-recompute", "lga-seal", "dga-torch", "lora", "f
 CLASSES = 10
 
 
-WORDS = "a the photo of small large red green blue movie film story good bad great fun boring plot hero love".split()
+WORDS = ["a", "the", "photo", "of", "small", "large", "red", "green", "blue", "movie", "film", "story", "good", "bad", "great", "fun", "boring", "plot", "hero", "love"]
 
 
 def synthetic_data(modality: str, count: int, size: int, seed: int = 0, words: int = 62) -> Dataset:

@@ -66,13 +66,19 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs; never executed
-    from sealkit.adapters.config import AdapterConfig as AdapterConfig, TaskSpec as TaskSpec
+    from sealkit.adapters.config import AdapterConfig as AdapterConfig
+    from sealkit.adapters.config import TaskSpec as TaskSpec
     from sealkit.adapters.file import read_adapter_file as read_adapter_file
-    from sealkit.data.dataset import Dataset as Dataset, Example as Example
+    from sealkit.data.dataset import Dataset as Dataset
+    from sealkit.data.dataset import Example as Example
     from sealkit.data.readers import load_dataset as load_dataset
     from sealkit.errors import SealkitError as SealkitError
-    from sealkit.runtime.seal import Seal as Seal, open_seal as open_seal
     from sealkit.runtime.evaluate import evaluate_adapter as evaluate_adapter
-    from sealkit.runtime.task import Prediction as Prediction, TaskRuntime as TaskRuntime
-    from sealkit.train.api import AdaptResult as AdaptResult, adapt as adapt, evaluate as evaluate
+    from sealkit.runtime.seal import Seal as Seal
+    from sealkit.runtime.seal import open_seal as open_seal
+    from sealkit.runtime.task import Prediction as Prediction
+    from sealkit.runtime.task import TaskRuntime as TaskRuntime
+    from sealkit.train.api import AdaptResult as AdaptResult
+    from sealkit.train.api import adapt as adapt
+    from sealkit.train.api import evaluate as evaluate
     from sealkit.train.config import TrainConfig as TrainConfig

@@ -5,6 +5,7 @@ Write to a temporary file in the same folder, flush it to disk, then `os.replace
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -25,10 +26,8 @@ def atomic_write_bytes(path: str | Path, data: bytes, mode: int | None = None) -
             os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
     return path
 

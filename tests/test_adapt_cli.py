@@ -8,11 +8,12 @@ import json
 from pathlib import Path
 
 import pytest
+from cli_harness import assert_one_line_error, sealkit
+from synthetic import NAMES, permuted_colour_dataset, write_png_table
 
 from sealkit.adapters.file import read_adapter_file
 from sealkit.errors import AdapterMismatchError, CheckpointError, DataError
-from cli_harness import assert_one_line_error, sealkit
-from synthetic import NAMES, permuted_colour_dataset, write_png_table
+
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> dict[str, Path]:

@@ -13,11 +13,11 @@ import json
 import numpy as np
 import pytest
 from safetensors.numpy import save as save_safetensors
+from synthetic import gated_recipe, permuted_colour_dataset, write_png_table
 
-from sealkit.adapters.file import read_adapter_file, write_adapter_file
 from sealkit.adapters.config import AdapterConfig
+from sealkit.adapters.file import read_adapter_file, write_adapter_file
 from sealkit.cli.hints import with_hint
-from sealkit.train.saving import load_adapter
 from sealkit.compile.export import export_seal
 from sealkit.data import load_dataset
 from sealkit.data.dataset import Dataset, Example
@@ -26,7 +26,7 @@ from sealkit.runtime.seal import open_seal
 from sealkit.runtime.task import TaskRuntime
 from sealkit.train.api import adapt, evaluate
 from sealkit.train.loop import TrainConfig
-from synthetic import gated_recipe, permuted_colour_dataset, write_png_table
+from sealkit.train.saving import load_adapter
 
 QUICK = TrainConfig(steps=2, batch=6, lr=1e-2, seed=0)
 

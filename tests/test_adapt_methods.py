@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from synthetic import gated_recipe, permuted_colour_dataset, permuted_text_pairs
 
-from sealkit.train.saving import load_adapter
 from sealkit.compile.export import export_seal
 from sealkit.runtime.seal import open_seal
 from sealkit.train.api import adapt
 from sealkit.train.loop import TrainConfig
-from synthetic import gated_recipe, permuted_colour_dataset, permuted_text_pairs
+from sealkit.train.saving import load_adapter
 
 METHODS = ["output", "dga", "lga"]
 MARGIN = 0.3

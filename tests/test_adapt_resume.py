@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from synthetic import permuted_colour_dataset
 
 from sealkit.adapters.file import read_adapter_file
 from sealkit.errors import CheckpointError
@@ -14,7 +15,6 @@ from sealkit.train.api import adapt
 from sealkit.train.checkpoint import load_checkpoint
 from sealkit.train.loop import TrainConfig
 from sealkit.train.objectives import ClassifyObjective
-from synthetic import permuted_colour_dataset
 
 STEPS, INTERRUPT_AT = 12, 6
 CONFIG = TrainConfig(steps=STEPS, batch=8, lr=1e-2, seed=3, eval_every=4)

@@ -6,19 +6,19 @@ from __future__ import annotations
 
 import pytest
 import torch
+from synthetic import NAMES, permuted_colour_dataset, permuted_colour_texts
 
 import sealkit
-from sealkit.adapters.file import read_adapter_file
 from sealkit.adapters.config import AdapterConfig
+from sealkit.adapters.file import read_adapter_file
 from sealkit.adapters.layout import CLASS_EMBEDDINGS
-from sealkit.train.saving import load_adapter
 from sealkit.compile.check import relative_error
 from sealkit.errors import AdapterMismatchError
 from sealkit.runtime.task import TaskRuntime
 from sealkit.train.api import adapt
 from sealkit.train.loop import TrainConfig
 from sealkit.train.objectives import make_objective
-from synthetic import NAMES, permuted_colour_dataset, permuted_colour_texts
+from sealkit.train.saving import load_adapter
 
 CONFIG = TrainConfig(steps=8, batch=12, lr=2e-2, seed=0)
 

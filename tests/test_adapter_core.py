@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from synthetic import NAMES, permuted_colour_dataset
 
 from sealkit.adapters import functional as F
 from sealkit.adapters.config import AdapterConfig, TaskSpec
@@ -18,7 +19,6 @@ from sealkit.train.api import adapt
 from sealkit.train.config import TrainConfig
 from sealkit.train.modules import ImageInputAdapter, OutputAdapter, TextInputAdapter
 from sealkit.train.pack import AdapterPack
-from synthetic import NAMES, permuted_colour_dataset
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 from no_torch import assert_ok, run_without_torch
-
 from synthetic import permuted_colour_texts, permuted_text_pairs
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")

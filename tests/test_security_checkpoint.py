@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from synthetic import permuted_colour_dataset, write_png_table
 
 from sealkit.errors import CheckpointError
 from sealkit.train.api import adapt
 from sealkit.train.checkpoint import load_checkpoint
 from sealkit.train.loop import TrainConfig
-from synthetic import permuted_colour_dataset, write_png_table
 
 SEALKIT = str(Path(sys.executable).with_name("sealkit"))
 QUICK = TrainConfig(steps=2, batch=6, lr=1e-2, seed=0, eval_every=2)

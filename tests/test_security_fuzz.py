@@ -19,12 +19,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from test_seal_security import join, reseal_id, split
 
 from sealkit.adapters.file import read_adapter_file, write_adapter_file
 from sealkit.errors import SealkitError
 from sealkit.runtime.task import TaskRuntime
 from sealkit.seal.container import read_seal
-from test_seal_security import join, reseal_id, split
 
 SCALE = int(os.environ.get("SEALKIT_FUZZ_SCALE", "1"))
 pytestmark = pytest.mark.usefixtures("torch_one_thread")

@@ -14,6 +14,7 @@ import sys
 
 import numpy as np
 import pytest
+from test_seal_security import join, reseal_id, split, write
 
 import sealkit.seal.container as container
 from sealkit.errors import SealIntegrityError, SealSignatureError
@@ -21,7 +22,6 @@ from sealkit.runtime.inputs import tower_inputs
 from sealkit.runtime.seal import open_seal
 from sealkit.seal.container import read_seal, write_seal
 from sealkit.seal.crypto import read_signing_key, write_keys
-from test_seal_security import join, reseal_id, split, write
 
 QUERY = ["a red cat", "the big blue ship"]
 

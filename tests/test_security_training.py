@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from synthetic import permuted_colour_dataset, permuted_colour_texts, write_png_table
 from typer.testing import CliRunner
 
 from sealkit.adapters.file import read_adapter_file
@@ -28,7 +29,6 @@ from sealkit.train.api import adapt
 from sealkit.train.checkpoint import load_checkpoint
 from sealkit.train.loop import TrainConfig
 from sealkit.train.objectives import ClassifyObjective
-from synthetic import permuted_colour_dataset, permuted_colour_texts, write_png_table
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 SEALKIT = str(Path(sys.executable).with_name("sealkit"))

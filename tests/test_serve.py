@@ -29,8 +29,8 @@ pytest.importorskip("fastapi")  # the serve extra: pip install 'sealkit[serve]'
 pytest.importorskip("uvicorn")
 
 from sealkit.adapters.file import read_adapter_file, write_adapter_file
-from sealkit.runtime.seal import open_seal
 from sealkit.adapters.functional import normalise
+from sealkit.runtime.seal import open_seal
 from sealkit.runtime.task import TaskRuntime
 from sealkit.serve.batcher import BackboneCall, Batcher
 from sealkit.serve.errors import QueueFullError

@@ -25,8 +25,8 @@ pytest.importorskip("fastapi")
 from test_serve import BAD, COLOURS, OBJECTS, QUERIES, TIMEOUT, _train, wait_for  # noqa: E402
 
 from sealkit.adapters.file import read_adapter_file, write_adapter_file  # noqa: E402
-from sealkit.errors import ServeError  # noqa: E402
 from sealkit.adapters.functional import normalise  # noqa: E402
+from sealkit.errors import ServeError  # noqa: E402
 from sealkit.runtime.task import TaskRuntime  # noqa: E402
 from sealkit.serve.service import Limits  # noqa: E402
 

@@ -8,10 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from sealkit.cli.hints import with_hint
 from PIL import Image
 
+from sealkit.cli.hints import with_hint
 from sealkit.data import load_dataset
 from sealkit.data.readers import pick_columns
 from sealkit.errors import DataError

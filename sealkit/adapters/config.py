@@ -64,7 +64,7 @@ class AdapterConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "AdapterConfig":
+    def from_dict(cls, data: dict[str, Any]) -> AdapterConfig:
         return _build(cls, data, "config")
 
 
@@ -111,7 +111,7 @@ class TaskSpec:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TaskSpec":
+    def from_dict(cls, data: dict[str, Any]) -> TaskSpec:
         return _build(cls, data, "task")
 
 

@@ -37,7 +37,7 @@ def tensors_digest(tensors: dict[str, np.ndarray]) -> str:
     digest = hashlib.sha256()
     for name in sorted(tensors):
         array = np.ascontiguousarray(tensors[name])
-        digest.update(f"{name}|{array.dtype.str}|{list(array.shape)}|".encode("utf-8"))
+        digest.update(f"{name}|{array.dtype.str}|{list(array.shape)}|".encode())
         digest.update(array.tobytes())
     return digest.hexdigest()
 

@@ -17,7 +17,6 @@ from rich.table import Table
 from sealkit.cli.common import app, console, need_extra
 
 
-
 def _step(title: str) -> None:
     if console.is_terminal:
         console.rule(title, style="bold")
@@ -59,7 +58,6 @@ def demo(
     else:
         from sealkit.compile.export import export_seal
         from sealkit.compile.recipe import load_recipe
-
         from sealkit.recipes import recipe_path
 
         recipe = load_recipe(recipe_path("clip_pair"), image_size=image_size, max_length=32)

@@ -109,7 +109,6 @@ def inspect(
         inspect_adapter(seal, as_json, json_out)
         return
     from sealkit.seal.container import read_seal
-
     from sealkit.seal.crypto import resolve_verify_key_path
 
     file = read_seal(seal)

@@ -6,8 +6,9 @@ This module never imports torch: the same code prepares images for training and 
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError

@@ -9,8 +9,9 @@ import bz2
 import csv
 import gzip
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any
 
 from sealkit.data import catalog
 from sealkit.data.dataset import Dataset, Example

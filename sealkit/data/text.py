@@ -5,7 +5,7 @@ This module never imports torch: the same code tokenises for training and for in
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from tokenizers import Tokenizer

@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 
 from sealkit.adapters.file import AdapterFile
+from sealkit.adapters.functional import normalise
 from sealkit.data.dataset import Dataset
 from sealkit.errors import DataError
-from sealkit.runtime.seal import Seal
-from sealkit.adapters.functional import normalise
 from sealkit.runtime.metrics import accuracy, evaluate_retrieval
+from sealkit.runtime.seal import Seal
 from sealkit.runtime.task import TaskRuntime
 
 

@@ -54,7 +54,7 @@ def resolve_providers(providers: str | Sequence[str] | None) -> list[str]:
     return wanted
 
 
-def active_providers(seal: "Seal") -> list[str]:
+def active_providers(seal: Seal) -> list[str]:
     """The providers a session of this seal really runs on (loads the first tower's forward graph if none is loaded)."""
     for tower in seal.towers.values():
         for graph in list(tower._graphs.values()):

@@ -9,10 +9,9 @@ Never imports torch.
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Sequence
-from typing import Mapping
 
 import numpy as np
 import onnx
@@ -112,7 +111,7 @@ class _Graph:
 class Tower:
     """One tower of an opened seal. Sessions are created on first use."""
 
-    def __init__(self, name: str, spec: TowerSpec, seal: "Seal"):
+    def __init__(self, name: str, spec: TowerSpec, seal: Seal):
         self.name = name
         self.spec = spec
         self._seal = seal

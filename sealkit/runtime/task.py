@@ -22,7 +22,6 @@ from sealkit.runtime.inputs import TowerInputs, tower_inputs
 from sealkit.runtime.seal import Seal, Tower
 
 
-
 @dataclass
 class Prediction:
     label: str

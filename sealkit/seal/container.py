@@ -28,7 +28,7 @@ def write_seal(
     manifest: Manifest,
     blobs: dict[str, bytes],
     key: bytes | None = None,
-    signing_key: "crypto.Ed25519PrivateKey | None" = None,
+    signing_key: crypto.Ed25519PrivateKey | None = None,
 ) -> Manifest:
     """Write `blobs` under `manifest` (whose blob list and id are filled in here). Returns the final manifest."""
     stored: list[bytes] = []

@@ -36,7 +36,7 @@ class TensorSpec:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TensorSpec":
+    def from_dict(cls, d: dict[str, Any]) -> TensorSpec:
         return cls(d["name"], tuple(d["shape"]), d.get("dtype", "float32"), bool(d.get("differentiable", False)))
 
 
@@ -52,7 +52,7 @@ class EntryPointSpec:
         return {"name": self.name, "kind": self.kind, "shape": list(self.shape)}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "EntryPointSpec":
+    def from_dict(cls, d: dict[str, Any]) -> EntryPointSpec:
         return cls(d["name"], d["kind"], tuple(int(s) for s in d["shape"]))
 
 
@@ -96,7 +96,7 @@ class TowerSpec:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TowerSpec":
+    def from_dict(cls, d: dict[str, Any]) -> TowerSpec:
         embed = d.get("embed")
         return cls(
             modality=d["modality"],
@@ -125,7 +125,7 @@ class BlobRecord:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "BlobRecord":
+    def from_dict(cls, d: dict[str, Any]) -> BlobRecord:
         record = cls(str(d["name"]), int(d["offset"]), int(d["length"]), str(d["sha256"]), d.get("nonce"))
         if record.offset < 0 or record.length < 0:
             raise ValueError(f"blob '{record.name}' has a negative offset or length")
@@ -184,7 +184,7 @@ class Manifest:
         return hashlib.sha256(canonical_json(bound)).hexdigest()
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Manifest":
+    def from_dict(cls, d: dict[str, Any]) -> Manifest:
         if not isinstance(d, dict) or d.get("format") != FORMAT_NAME:
             raise SealFormatError("the header is not a sealkit manifest; is this a seal file?")
         version = d.get("format_version")

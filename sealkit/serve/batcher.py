@@ -30,9 +30,10 @@ import logging
 import threading
 import time
 from collections import OrderedDict, deque
+from collections.abc import Hashable
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
-from typing import Any, Hashable
+from typing import Any
 
 import numpy as np
 
@@ -111,7 +112,7 @@ class Batcher:
         self.stats = {"calls": 0, "batches": 0, "rows": 0, "refused": 0, "max_batch_rows": 0}
 
     # --- lifecycle ----------------------------------------------------------------------------
-    def start(self) -> "Batcher":
+    def start(self) -> Batcher:
         if self.enabled and self._thread is None:
             self._thread = threading.Thread(target=self._loop, name="sealkit-batcher", daemon=True)
             self._thread.start()

@@ -35,10 +35,11 @@ import resource
 import sys
 import time
 import uuid
+from collections.abc import Hashable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Hashable
+from typing import Any
 
 import numpy as np
 from ray import serve
@@ -149,7 +150,7 @@ class RemoteBackbone:
         self.stats = {"calls": 0, "refused": 0}
         self.replicas: dict[str, dict] = {}  # latest statistics from each backbone replica
 
-    def start(self) -> "RemoteBackbone":
+    def start(self) -> RemoteBackbone:
         return self
 
     def close(self, timeout: float = 5.0) -> None:

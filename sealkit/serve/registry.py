@@ -19,9 +19,10 @@ import os
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from sealkit.adapters.file import parse_adapter_bytes, read_adapter_file
 from sealkit.errors import AdapterError, ServeError

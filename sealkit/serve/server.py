@@ -15,9 +15,9 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -48,7 +48,7 @@ class ServeConfig:
     def admin_enabled(self) -> bool:
         return bool(self.admin_token) or self.admin_without_token
 
-    def check(self) -> "ServeConfig":
+    def check(self) -> ServeConfig:
         problems = []
         if not 0 <= self.port <= 65535:
             problems.append(f"--port must be 0..65535, got {self.port}")
@@ -88,7 +88,7 @@ class Deployment:
         self._warm: set[tuple] = set()
         self.registry.listeners.append(lambda event, task: self._warm_task(task) if self.ready and event != "unloaded" else None)
 
-    def start(self) -> "Deployment":
+    def start(self) -> Deployment:
         report = self.registry.scan()
         for name, reason in report.refused.items():
             log.warning("not serving %s: %s", name, reason)
@@ -235,7 +235,7 @@ class BackgroundServer:
         self._server = _uvicorn_server(deployment)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]}, name="sealkit-http", daemon=True)
 
-    def start(self, timeout: float = 20.0) -> "BackgroundServer":
+    def start(self, timeout: float = 20.0) -> BackgroundServer:
         self._thread.start()
         deadline = time.monotonic() + timeout
         while not self._server.started:
@@ -250,7 +250,7 @@ class BackgroundServer:
         self._sock.close()
         self.deployment.stop()
 
-    def __enter__(self) -> "BackgroundServer":
+    def __enter__(self) -> BackgroundServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -22,8 +22,8 @@ import numpy as np
 from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
-from sealkit.data.images import decode_image_bytes
 from sealkit.adapters.functional import normalise
+from sealkit.data.images import decode_image_bytes
 from sealkit.runtime.inputs import tower_inputs
 from sealkit.serve.batcher import BackboneCall, Batcher
 from sealkit.serve.errors import BadRequestError, ConflictError, TooLargeError

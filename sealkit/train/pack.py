@@ -24,7 +24,6 @@ from sealkit.train.modules import ImageInputAdapter, OutputAdapter, TextInputAda
 from sealkit.train.seal_function import seal_forward
 
 
-
 class TowerAdapters(nn.Module):
     """One tower's input adapter (or None), entry tensors and output adapter."""
 

@@ -5,9 +5,10 @@ A two-tower recipe just lists both towers; the seal holds both, and they share n
 
 from __future__ import annotations
 
-from sealkit.compile.recipe import Recipe
 from tiny_text import text_tower
 from tiny_vit import image_tower
+
+from sealkit.compile.recipe import Recipe
 
 
 def recipe(seed: int = 0) -> Recipe:

@@ -8,11 +8,11 @@ the preprocessing carries a tokenizer. The attention mask is an input but not di
 from __future__ import annotations
 
 import torch
-from torch import nn
+from tiny_vit import Block  # recipes may import their neighbours in the same folder
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+from torch import nn
 
 from sealkit.compile.recipe import EntryPoint, InputSpec, Recipe, TowerRecipe
-from tiny_vit import Block  # recipes may import their neighbours in the same folder
 
 WIDTH = 64
 DEPTH = 3
@@ -20,13 +20,7 @@ HEADS = 4
 OUT_DIM = 48
 MAX_LENGTH = 32
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
-WORDS = (
-    "a an the of and or is are was photo picture image of small large big tiny red green blue yellow black white "
-    "dark light bright cat dog bird car plane ship truck horse frog deer shirt shoe bag dress coat trouser sandal "
-    "sneaker boot pullover top zero one two three four five six seven eight nine ten digit number class kind "
-    "good bad great awful fresh rotten movie film story plot review hero villain love hate fun boring "
-    "this that it with in on at for to from by very not no yes thing item object shape round square"
-).split()
+WORDS = ["a", "an", "the", "of", "and", "or", "is", "are", "was", "photo", "picture", "image", "of", "small", "large", "big", "tiny", "red", "green", "blue", "yellow", "black", "white", "dark", "light", "bright", "cat", "dog", "bird", "car", "plane", "ship", "truck", "horse", "frog", "deer", "shirt", "shoe", "bag", "dress", "coat", "trouser", "sandal", "sneaker", "boot", "pullover", "top", "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "digit", "number", "class", "kind", "good", "bad", "great", "awful", "fresh", "rotten", "movie", "film", "story", "plot", "review", "hero", "villain", "love", "hate", "fun", "boring", "this", "that", "it", "with", "in", "on", "at", "for", "to", "from", "by", "very", "not", "no", "yes", "thing", "item", "object", "shape", "round", "square"]
 VOCAB = SPECIALS + [f"{c}" for c in "abcdefghijklmnopqrstuvwxyz0123456789"] + sorted(set(WORDS))
 
 
