@@ -9,12 +9,12 @@ import io
 import logging
 import os
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+from polling import wait_for
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
@@ -55,14 +55,6 @@ def serve(text_seal, folder: Path, **config) -> BackgroundServer:
     return BackgroundServer(Deployment(text_seal, folder, ServeConfig(**settings)).start())
 
 
-def wait_for(predicate, seconds: float = 15.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"condition not met within {seconds}s")
 
 
 # --- item 2: the admin API ---------------------------------------------------------------------------

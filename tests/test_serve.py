@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from polling import wait_for
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")  # the serve extra: pip install 'sealkit[serve]'
@@ -125,15 +126,6 @@ def image_server(tmp_path_factory, tiny_image_seal, key_bytes, adapters):
         yield server
 
 
-def wait_for(predicate, seconds: float = 15.0):
-    """Poll until predicate() is truthy (bounded), returning its value."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"condition not met within {seconds}s")
 
 
 # --- results --------------------------------------------------------------------------------------

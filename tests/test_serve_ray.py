@@ -22,7 +22,8 @@ pytest.importorskip("ray.serve")
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 
-from test_serve import BAD, COLOURS, OBJECTS, QUERIES, TIMEOUT, _train, wait_for  # noqa: E402
+from polling import wait_for  # noqa: E402
+from test_serve import BAD, COLOURS, OBJECTS, QUERIES, TIMEOUT, _train  # noqa: E402
 
 from sealkit.adapters.file import read_adapter_file, write_adapter_file  # noqa: E402
 from sealkit.adapters.functional import normalise  # noqa: E402
