@@ -122,18 +122,16 @@ def inspect(
     key_bytes = read_key_bytes(key)
     if file.manifest.encrypted:
         if key_bytes is not None:
+            from sealkit.runtime.providers import active_providers
+            from sealkit.runtime.seal import Seal
             from sealkit.seal.obfuscate import WEIGHTS_BLOB
 
-            file.check_key(key_bytes)
+            opened = Seal(file, key_bytes, providers=device.value)  # checks the key and decrypts the weights once
             for record in file.manifest.blobs:
                 if record.name != WEIGHTS_BLOB:
                     file.blob(record.name, key_bytes)
-            file.blob(WEIGHTS_BLOB, key_bytes)
             checks["key"] = "opens the seal"
-            from sealkit.runtime.providers import active_providers
-            from sealkit.runtime.seal import Seal
-
-            checks["providers"] = ", ".join(active_providers(Seal(file, key_bytes, providers=device.value)))
+            checks["providers"] = ", ".join(active_providers(opened))
         else:
             checks["key"] = "not given (pass --key to check it)"
     m = file.manifest
