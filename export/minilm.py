@@ -146,10 +146,37 @@ def load_model() -> tuple[MiniLM, nn.Embedding]:
     return model.eval(), word.eval()
 
 
-def text_tower(max_length: int = 128, prompt_layers: tuple[int, ...] = (0, 2, 4), prompt_tokens: int = 4) -> TowerRecipe:
+LATE_KINDS = ("add", "scale_shift", "residual", "none")
+
+
+def entry_points(
+    prompt_layers: tuple[int, ...] = (0, 2, 4),
+    prompt_tokens: int = 4,
+    entries: str = "add",
+    entry_layers: tuple[int, ...] = (1, 3, 5),
+    rank: int = 8,
+) -> list[EntryPoint]:
+    """Prompt tokens entering `prompt_layers`, then an entry of kind `entries` on each of `entry_layers`' outputs.
+
+    Deep prompts (VPT-deep) are `prompt_layers=[0,1,2,3,4,5], prompt_tokens=16, entries="none"`.
+    """
+    if entries not in LATE_KINDS:
+        raise ValueError(f"entries must be one of {', '.join(LATE_KINDS)}, got {entries!r}")
+    bad = [i for i in (*prompt_layers, *entry_layers) if not 0 <= int(i) < LAYERS]
+    if bad:
+        raise ValueError(f"layers {bad} do not exist; MiniLM has layers 0..{LAYERS - 1}")
+    points = [EntryPoint(f"encoder.layer.{int(i)}", kind="prompt", tokens=int(prompt_tokens)) for i in prompt_layers] if prompt_tokens > 0 else []
+    for i in entry_layers if entries != "none" else ():
+        path = f"encoder.layer.{int(i)}.output"
+        if entries == "residual":
+            points.append(EntryPoint(path, kind="residual", shape=(HIDDEN,), rank=int(rank)))
+        else:
+            points.append(EntryPoint(path, kind=entries, shape=(HIDDEN,)))
+    return points
+
+
+def text_tower(max_length: int = 128, **entry_options) -> TowerRecipe:
     model, word = load_model()
-    entry_points = [EntryPoint(f"encoder.layer.{i}", kind="prompt", tokens=prompt_tokens) for i in prompt_layers]
-    entry_points += [EntryPoint(f"encoder.layer.{i}.output", kind="add", shape=(HIDDEN,)) for i in (1, 3, 5)]
     return TowerRecipe(
         name="text",
         modality="text",
@@ -160,11 +187,20 @@ def text_tower(max_length: int = 128, prompt_layers: tuple[int, ...] = (0, 2, 4)
         ],
         embed=word,
         embed_input=InputSpec("input_ids", torch.randint(1000, 2000, (2, 9)), dims={0: "batch", 1: "sequence"}, differentiable=False),
-        entry_points=entry_points,
+        entry_points=entry_points(**entry_options),
         max_sequence=POSITIONS,
         preprocessing={"kind": "text", "tokenizer_file": str(model_dir() / "tokenizer.json"), "max_length": int(max_length)},
     )
 
 
-def recipe(max_length: int = 128) -> Recipe:
-    return Recipe(name="all-MiniLM-L6-v2", towers=[text_tower(int(max_length))])
+def recipe(
+    max_length: int = 128,
+    prompt_layers: tuple[int, ...] = (0, 2, 4),
+    prompt_tokens: int = 4,
+    entries: str = "add",
+    entry_layers: tuple[int, ...] = (1, 3, 5),
+    rank: int = 8,
+) -> Recipe:
+    """Options (`sealkit export --set k=v`): the entry points of a light seal; see `entry_points`."""
+    options = dict(prompt_layers=tuple(prompt_layers), prompt_tokens=int(prompt_tokens), entries=str(entries), entry_layers=tuple(entry_layers), rank=int(rank))
+    return Recipe(name="all-MiniLM-L6-v2", towers=[text_tower(int(max_length), **options)])

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from small_nets import SmallConvNet
 from torch import nn
 
 from sealkit.compile.check import check_tower, relative_error
@@ -37,22 +38,6 @@ def image_recipe() -> Recipe:
 @pytest.fixture(scope="module")
 def text_recipe() -> Recipe:
     return load_recipe(RECIPES / "tiny_text.py")
-
-
-class SmallConvNet(nn.Module):
-    """pixels [batch, 3, 10, 10] -> [batch, 6]: a strided conv, a depthwise conv, pooling and a head."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.stem = nn.Conv2d(3, 8, 3, stride=2, padding=1)
-        self.stem_act = nn.Tanh()
-        self.depthwise = nn.Conv2d(8, 8, 3, padding=1, groups=8)
-        self.depthwise_act = nn.GELU()
-        self.head = nn.Linear(8, 6)
-
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        x = self.depthwise_act(self.depthwise(self.stem_act(self.stem(pixels))))
-        return self.head(x.mean(dim=(2, 3)))
 
 
 def add_only_recipe() -> Recipe:

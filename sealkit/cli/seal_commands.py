@@ -28,6 +28,7 @@ from sealkit.cli.common import (
     read_key_bytes,
 )
 from sealkit.errors import SealkitError
+from sealkit.seal.manifest import ENTRY_REVEALS
 
 
 @app.command()
@@ -135,7 +136,9 @@ def inspect(
         else:
             checks["key"] = "not given (pass --key to check it)"
     m = file.manifest
-    if emit_json({"manifest": m.to_dict(), "checks": checks}, as_json, json_out):
+    kinds = {ep.kind for tower in m.towers.values() for ep in tower.entry_points}
+    reveals = {kind: ENTRY_REVEALS.get(kind, "unknown kind") for kind in sorted(kinds)}
+    if emit_json({"manifest": m.to_dict(), "checks": checks, "entry_kinds_reveal": reveals}, as_json, json_out):
         return
     console.print(f"{seal}  seal id {m.seal_id}", style="bold")
     console.print(f"name {m.name!r}, format v{m.format_version}, produced by {m.producer.get('name')} {m.producer.get('version')}")
@@ -156,6 +159,8 @@ def inspect(
         for graph, specs in tower.residuals.items():
             table.add_row("residuals", f"{len(specs)} intermediate activations from {graph}", "", "")
         console.print(table)
+        for kind in dict.fromkeys(ep.kind for ep in tower.entry_points):
+            console.print(f"  {kind} entry points reveal {ENTRY_REVEALS.get(kind, 'an unknown kind: update sealkit')}")
         if tower.residuals:
             console.print(
                 "  residual graphs: training runs one forward per step; the device holds the intermediate "

@@ -1,8 +1,9 @@
 """Turn a tower's declared entry points into explicit graph inputs (LightGray-box exposure).
 
 `WithEntryPoints(tower_module, entry_points)` is called as `(*inputs, *entry_tensors)`. Forward hooks
-add the `add` deltas and insert/remove the `prompt` tokens, so the exported graphs take the entry
-tensors as ordinary inputs and the VJP graph returns their gradients. Imports torch.
+add the `add` deltas, scale and shift (`scale_shift`), run the bottleneck adapters (`residual`) and
+insert/remove the `prompt` tokens, so the exported graphs take the entry tensors as ordinary inputs
+and the VJP graph returns their gradients. Imports torch.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from sealkit.compile.recipe import EntryPoint
@@ -27,6 +29,10 @@ class WithEntryPoints(nn.Module):
             target = submodules[ep.module]
             if ep.kind == "add":
                 target.register_forward_hook(self._add_hook(index))
+            elif ep.kind == "scale_shift":
+                target.register_forward_hook(self._scale_shift_hook(index))
+            elif ep.kind == "residual":
+                target.register_forward_hook(self._residual_hook(index, ep.channel_axis))
             else:
                 target.register_forward_pre_hook(self._prompt_insert_hook(index, ep))
                 target.register_forward_hook(self._prompt_remove_hook(ep))
@@ -43,6 +49,26 @@ class WithEntryPoints(nn.Module):
             if not self._current:  # the tower called directly, outside this wrapper
                 return None
             return output + self._current[index]
+
+        return hook
+
+    def _scale_shift_hook(self, index: int):
+        def hook(_module: nn.Module, _inputs: Any, output: torch.Tensor) -> torch.Tensor | None:
+            if not self._current:
+                return None
+            scale, shift = self._current[index][0], self._current[index][1]
+            return output * (1.0 + scale) + shift
+
+        return hook
+
+    def _residual_hook(self, index: int, channel_axis: int):
+        def hook(_module: nn.Module, _inputs: Any, output: torch.Tensor) -> torch.Tensor | None:
+            if not self._current:
+                return None
+            down, up = self._current[index][0], self._current[index][1]  # [rank, channels] each
+            channels_last = output.movedim(channel_axis, -1)
+            update = F.gelu(channels_last @ down.transpose(0, 1)) @ up
+            return output + update.movedim(-1, channel_axis)
 
         return hook
 
@@ -77,9 +103,13 @@ class WithEntryPoints(nn.Module):
 
 
 def entry_point_shape(ep: EntryPoint, tower_module: nn.Module) -> tuple[int, ...]:
-    """The tensor shape of an entry point: the declared delta shape, or [tokens, width] for prompts."""
+    """The tensor shape of an entry point (see EntryPoint): what the device trains and feeds."""
     if ep.kind == "add":
         return tuple(int(s) for s in ep.shape)
+    if ep.kind == "scale_shift":
+        return (2, *(int(s) for s in ep.shape))
+    if ep.kind == "residual":
+        return (2, int(ep.rank), int(ep.shape[0]))
     width = ep.shape[-1] if ep.shape else _guess_width(tower_module, ep.module)
     return (ep.tokens, int(width))
 

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch._decomp import core_aten_decompositions
+from torch.fx.experimental import _config as fx_config
 from torch.fx.experimental.proxy_tensor import make_fx
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
@@ -244,7 +245,10 @@ def export_vjp(
             with torch.no_grad():
                 example_out = module(*args)
             cotangent = torch.randn_like(example_out)
-            traced = make_fx(vjp, tracing_mode="symbolic", _allow_non_fake_inputs=True, decomposition_table=_decompositions())(*args, cotangent)
+            # No duck shaping: a fixed axis that happens to equal the example batch (an entry
+            # tensor's leading 2) must not be unified with the batch, or the batch gets fixed.
+            with fx_config.patch(use_duck_shape=False):
+                traced = make_fx(vjp, tracing_mode="symbolic", _allow_non_fake_inputs=True, decomposition_table=_decompositions())(*args, cotangent)
             names = list(input_names) + [f"grad_{output_name}"]
             outputs = [output_name] + [f"grad_{input_names[i]}" for i in diff_positions]
             return _to_onnx(_Flat(traced), (*args, cotangent), names, outputs, _dynamic_shapes(_Flat(traced), [*dims, output_dims], max_sequence))

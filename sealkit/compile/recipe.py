@@ -40,8 +40,14 @@ class InputSpec:
 class EntryPoint:
     """A place inside the tower where a LightGray-box adapter may inject learnable tensors.
 
-    - kind "add": a delta of `shape` is added to the output of `module` (broadcast over the batch).
-    - kind "prompt": `tokens` learnable tokens are inserted into the sequence entering the
+    The kind decides what the device trains there and what its gradients reveal (docs/format.md):
+    - "add": a delta of `shape` is added to the output of `module` (broadcast over the batch).
+    - "scale_shift": the output is scaled and shifted per channel, `out * (1 + scale) + shift`;
+      `shape` is the broadcast shape of one of them, e.g. (channels, 1, 1) for a conv feature map.
+    - "residual": a bottleneck adapter of `rank` runs inside the graph on the output,
+      `out + gelu(out @ down.T) @ up` along `channel_axis`; `shape` is (channels,). The device
+      holds `down` and `up` (one [2, rank, channels] tensor); the activation never leaves the graph.
+    - "prompt": `tokens` learnable tokens are inserted into the sequence entering the
       transformer block `module` at position `insert_at`, and removed from its output (VPT-deep).
       The block's first argument must be the [batch, sequence, width] hidden states; any other
       tensor argument whose last axis is the sequence (an additive attention bias) is padded with 0.
@@ -53,6 +59,8 @@ class EntryPoint:
     shape: tuple[int, ...] = ()
     tokens: int = 0
     insert_at: int = 1
+    rank: int = 8
+    channel_axis: int = -1
 
 
 @dataclass
@@ -160,5 +168,7 @@ def validate_recipe(recipe: Recipe, where: str | Path = "recipe") -> None:
                 raise RecipeError(f"{where}: entry point module '{ep.module}' is not inside tower '{tower.name}'")
             if ep.kind == "prompt" and ep.tokens < 1:
                 raise RecipeError(f"{where}: prompt entry point on '{ep.module}' needs tokens >= 1")
-            if ep.kind == "add" and not ep.shape:
-                raise RecipeError(f"{where}: add entry point on '{ep.module}' needs a shape")
+            if ep.kind in ("add", "scale_shift") and not ep.shape:
+                raise RecipeError(f"{where}: {ep.kind} entry point on '{ep.module}' needs a shape")
+            if ep.kind == "residual" and (len(ep.shape) != 1 or ep.rank < 1):
+                raise RecipeError(f"{where}: residual entry point on '{ep.module}' needs shape=(channels,) and rank >= 1")

@@ -17,8 +17,16 @@ FORMAT_NAME = "sealkit-seal"
 FORMAT_VERSION = 2  # written; 2 binds the manifest into every blob's AES-GCM associated data
 READABLE_VERSIONS = (1, 2)  # 1: blobs bound to the seal's salt and their name only
 DYNAMIC_DIMS = ("batch", "sequence")
-ENTRY_KINDS = ("add", "prompt")
+ENTRY_KINDS = ("add", "scale_shift", "residual", "prompt")
 EXPOSURES = ("dark", "light")
+# What a device learns from each entry kind, beyond a dark seal (shown by `sealkit inspect`; docs/format.md).
+ENTRY_REVEALS = {
+    "add": "the channel count there; gradients: the loss gradient at that place, summed over batch and positions",
+    "scale_shift": "the channel count there; gradients: per-channel sums of activation x loss gradient (how each channel correlates with the loss)",
+    "residual": "the channel count there; gradients: sums of (activation projected by the device's down matrix) x loss gradient, "
+    "so a device using batch 1 can estimate `rank` projections of the activation; the activation itself stays in the graph",
+    "prompt": "the hidden width of the block; gradients of tokens that attend to (and are attended by) the sequence there",
+}
 
 
 @dataclass(frozen=True)
@@ -42,7 +50,11 @@ class TensorSpec:
 
 @dataclass(frozen=True)
 class EntryPointSpec:
-    """A learnable tensor injected inside the backbone (LightGray-box): an additive delta or prompt tokens."""
+    """A learnable tensor injected inside the backbone (LightGray-box); its kind says how it enters.
+
+    add: a delta of `shape`; scale_shift: [2, *channels] (scale, shift); residual: [2, rank, channels]
+    (down and up of a bottleneck adapter computed inside the graph); prompt: [tokens, width].
+    """
 
     name: str
     kind: str

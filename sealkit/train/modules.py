@@ -85,11 +85,22 @@ class OutputAdapter(nn.Module):
 
 
 def entry_parameters(entry_points, init_std: float = 0.02) -> nn.ParameterDict:
-    """One learnable tensor per seal entry point: `add` deltas start at zero, prompts small and random."""
+    """One learnable tensor per seal entry point, each starting at (or near) the identity.
+
+    add deltas and scale_shift start at zero; a residual adapter's `up` starts at zero and its
+    `down` at a fan-in scaled normal (so `up` gets a gradient from the first step); prompts start
+    small and random.
+    """
     params = nn.ParameterDict()
     for ep in entry_points:
         shape = tuple(ep.shape)
-        value = torch.zeros(shape) if ep.kind == "add" else init_std * torch.randn(shape)
+        if ep.kind in ("add", "scale_shift"):
+            value = torch.zeros(shape)
+        elif ep.kind == "residual":
+            value = torch.zeros(shape)
+            value[0] = torch.randn(shape[1:]) / math.sqrt(shape[2])
+        else:
+            value = init_std * torch.randn(shape)
         params[ep.name] = nn.Parameter(value)
     return params
 
