@@ -76,3 +76,18 @@ def evaluate_retrieval(
     metrics = retrieval_metrics(embed_queries(unique_queries), embed_keys(unique_keys), relevant, ks, names)
     metrics["mean_recall"] = float(np.mean(list(metrics.values())))
     return metrics
+
+
+def bootstrap_interval(values: np.ndarray, level: float = 0.95, resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of per-example values.
+
+    For an accuracy pass 0/1 correctness; to compare two adapters on the same examples pass the
+    paired difference of their correctness, which cancels the examples both get right or wrong.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.size == 0:
+        return (float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, values.size, size=(resamples, values.size))].mean(axis=1)
+    tail = (1.0 - level) / 2.0
+    return float(np.quantile(means, tail)), float(np.quantile(means, 1.0 - tail))
