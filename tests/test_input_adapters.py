@@ -19,7 +19,7 @@ from sealkit.adapters.config import AdapterConfig, TaskSpec
 from sealkit.adapters.file import read_adapter_file, write_adapter_file
 from sealkit.adapters.layout import adapter_layout
 from sealkit.cli import app
-from sealkit.errors import AdapterError, SealkitError
+from sealkit.errors import AdapterError, CheckpointError, SealkitError
 from sealkit.runtime.task import TaskRuntime
 from sealkit.train.api import adapt
 from sealkit.train.loop import TrainConfig
@@ -186,3 +186,12 @@ def test_the_flags_are_described_in_help():
     text = " ".join(CliRunner().invoke(app, ["adapt", "--help"]).output.split())
     assert "--image-dilations" in text and "sees 9x9" in text
     assert "--text-context" in text and "depthwise convolution across tokens" in text
+
+
+def test_resuming_with_other_adapter_sizes_is_a_checkpoint_error(pair_seal, tmp_path):
+    """The checkpoint's tensors would not fit the new adapters: refused by name, not an internal error."""
+    data = permuted_colour_dataset(1, seed=0)
+    out = tmp_path / "x.adapter"
+    adapt(pair_seal, data, data, out, method="dga", config=TrainConfig(steps=1, batch=4), progress=False, zero_shot=False)
+    with pytest.raises(CheckpointError, match=r"from a different run \(adapter differ\)"):
+        adapt(pair_seal, data, data, out, adapter_config=AdapterConfig(method="dga", image_dilations=(1, 2)), config=TrainConfig(steps=1, batch=4), resume=True, progress=False, zero_shot=False)
