@@ -18,6 +18,7 @@ from sealkit.adapters import functional as F
 from sealkit.adapters.config import AdapterConfig, TaskSpec
 from sealkit.adapters.file import read_adapter_file, write_adapter_file
 from sealkit.adapters.layout import adapter_layout
+from sealkit.adapters.summary import describe_adapter, input_adapters
 from sealkit.cli import app
 from sealkit.errors import AdapterError, CheckpointError, SealkitError
 from sealkit.runtime.task import TaskRuntime
@@ -195,3 +196,12 @@ def test_resuming_with_other_adapter_sizes_is_a_checkpoint_error(pair_seal, tmp_
     adapt(pair_seal, data, data, out, method="dga", config=TrainConfig(steps=1, batch=4), progress=False, zero_shot=False)
     with pytest.raises(CheckpointError, match=r"from a different run \(adapter differ\)"):
         adapt(pair_seal, data, data, out, adapter_config=AdapterConfig(method="dga", image_dilations=(1, 2)), config=TrainConfig(steps=1, batch=4), resume=True, progress=False, zero_shot=False)
+
+
+def test_inspect_names_the_input_adapters(plain_adapter, tmp_path):
+    assert input_adapters(AdapterConfig(method="output")) is None
+    described = input_adapters(AdapterConfig(method="lga", image_width=24, image_dilations=(1, 2), text_context=5, text_prompts=2))
+    assert described == "image: residual 3x3 conv, 24 channels, dilation 1, 2 (multi-scale); text: rank-32 bottleneck, depthwise conv across tokens of kernel 5, 2 prompt token(s)"
+    assert describe_adapter(plain_adapter)["input_adapters"] == "image: residual 3x3 conv, 16 channels, dilation 1; text: rank-32 bottleneck, per token"
+    printed = " ".join(CliRunner().invoke(app, ["inspect", str(plain_adapter.path)]).output.split())
+    assert "input adapters: image: residual 3x3 conv, 16 channels, dilation 1;" in printed
