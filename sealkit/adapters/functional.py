@@ -68,7 +68,7 @@ def image_dilations(params: Params) -> list[int]:
 
 
 def token_context(embeddings: np.ndarray, mask: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    """A depthwise convolution across tokens ([N,L,D], weight [D,1,K], padding K//2), masked so padding neither leaks in nor changes."""
+    """A depthwise convolution across tokens ([N,L,D], weight [D,1,K], padding K//2), zero at padding, blind to padding."""
     kernel = weight.shape[-1]
     keep = mask.astype(embeddings.dtype)[..., None]
     padded = np.pad(embeddings * keep, ((0, 0), (kernel // 2, kernel // 2), (0, 0)))

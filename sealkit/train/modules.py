@@ -49,8 +49,8 @@ class TextInputAdapter(nn.Module):
     """Token embeddings -> e + up(gelu(down(e))) per token [+ context(e)], plus optional learnable prompt tokens.
 
     The residual branches start at zero. `context` > 0 adds a depthwise convolution of that kernel
-    across tokens (each embedding channel mixes with the same channel of its neighbours), masked on
-    both sides so padding neither leaks into real tokens nor changes. Prompt tokens (if any) are
+    across tokens (each embedding channel mixes with the same channel of its neighbours): padding is
+    zeroed before it and its output zeroed at padding, so padding never leaks into real tokens. Prompt tokens (if any) are
     inserted after the first token (the [CLS] position) and the attention mask is extended to cover them.
     """
 
