@@ -209,7 +209,13 @@ def run_method(task: str, method: str, seal, recipe_loader, data, args, workdir:
         label = method
     else:
         method_cfg = AdapterConfig(
-            method=method, output_hidden=args.output_hidden, shared_dim=args.shared_dim, text_prompts=args.text_prompts, image_width=args.image_width
+            method=method,
+            output_hidden=args.output_hidden,
+            shared_dim=args.shared_dim,
+            text_prompts=args.text_prompts,
+            image_width=args.image_width,
+            image_dilations=args.image_dilations,
+            text_context=args.text_context,
         )
         label = method
     task_cls = {"classify": ClassifyObjective, "retrieve": RetrieveObjective}[kind]
@@ -286,6 +292,8 @@ def main() -> None:
     parser.add_argument("--shared-dim", type=int, default=128)
     parser.add_argument("--text-prompts", type=int, default=0)
     parser.add_argument("--image-width", type=int, default=16, help="hidden channels of the image input adapter")
+    parser.add_argument("--image-dilations", type=lambda text: [int(d) for d in text.split(",")], default=[1], help="image input adapter branches, e.g. 1,2 (multi-scale)")
+    parser.add_argument("--text-context", type=int, default=0, help="kernel of the text input adapter's depthwise conv across tokens (0: none)")
     parser.add_argument("--image-size", type=int, default=96)
     parser.add_argument("--train", type=int, default=2000)
     parser.add_argument("--val", type=int, default=400)

@@ -92,6 +92,40 @@ def test_the_numpy_runtime_reproduces_a_text_lga_adapter_with_prompt_tokens(pair
     assert relative_error(runtime.tensors[CLASS_EMBEDDINGS], classes) < 1e-5
 
 
+@pytest.fixture(scope="module")
+def multiscale_adapter(pair_seal, tmp_path_factory):
+    """An image classifier trained with dga through a multi-scale input adapter (dilations 1 and 2)."""
+    out = tmp_path_factory.mktemp("multiscale") / "colours.adapter"
+    train, val = permuted_colour_dataset(3, seed=1), permuted_colour_dataset(2, seed=2)
+    adapt(pair_seal, train, val, out, task="classify", config=CONFIG, adapter_config=AdapterConfig(method="dga", image_width=8, image_dilations=(1, 2)), progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def context_adapter(pair_seal, tmp_path_factory):
+    """A text classifier trained with dga, a depthwise convolution of kernel 3 across tokens and one prompt token."""
+    out = tmp_path_factory.mktemp("context") / "words.adapter"
+    train, val = permuted_colour_texts(3, seed=1), permuted_colour_texts(2, seed=2)
+    adapt(pair_seal, train, val, out, task="classify", config=CONFIG, adapter_config=AdapterConfig(method="dga", text_context=3, text_prompts=1), progress=False)
+    return out
+
+
+def test_the_numpy_runtime_reproduces_a_multiscale_image_adapter(pair_seal, multiscale_adapter):
+    images = [e.image for e in permuted_colour_dataset(2, seed=7).examples]
+    pack, runtime = _check_parity(pair_seal, multiscale_adapter, images, "image")
+    assert runtime.config.image_dilations == (1, 2)
+    adapters = pack.towers["image"].input
+    assert float(adapters.conv_out.weight.detach().abs().max()) > 0 and float(adapters.conv_out_d2.weight.detach().abs().max()) > 0
+
+
+def test_the_numpy_runtime_reproduces_a_text_adapter_with_context(pair_seal, context_adapter):
+    texts = [e.text for e in permuted_colour_texts(2, seed=7).examples] + ["a photo of a dog", "red"]  # different lengths: padding
+    pack, runtime = _check_parity(pair_seal, context_adapter, texts, "text")
+    assert runtime.config.text_context == 3
+    assert pack.towers["text"].input.context.weight.shape == (64, 1, 3)
+    assert float(pack.towers["text"].input.context.weight.detach().abs().max()) > 0  # it trained, so the parity covers it
+
+
 def test_the_runtime_refuses_inputs_of_the_other_modality(pair_seal, text_adapter):
     from sealkit.errors import DataError
 

@@ -40,6 +40,8 @@ class AdapterConfig:
     output_hidden: int = -1  # hidden width of the residual output MLP; -1: sized to ~0.5% of the tower
     shared_dim: int = 128  # common space when the two towers' outputs differ in width
     prompt_init_std: float = 0.02
+    image_dilations: tuple[int, ...] = (1,)  # one residual conv branch per dilation, summed; (1, 2): multi-scale
+    text_context: int = 0  # kernel of a zero-initialised depthwise convolution across tokens; 0: none (per-token only)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -51,6 +53,9 @@ class AdapterConfig:
             raise AdapterError(f"text_prompts must be 0 or more, got {self.text_prompts!r}")
         if not isinstance(self.output_hidden, int) or self.output_hidden < -1:
             raise AdapterError(f"output_hidden must be -1 (automatic), 0 (none) or a width, got {self.output_hidden!r}")
+        self.image_dilations = check_dilations(self.image_dilations)
+        if not isinstance(self.text_context, int) or not (self.text_context == 0 or (self.text_context >= 3 and self.text_context % 2 == 1)):
+            raise AdapterError(f"text_context must be 0 (none) or an odd kernel size of 3 or more, got {self.text_context!r}")
 
     @property
     def has_input_adapters(self) -> bool:
@@ -66,6 +71,15 @@ class AdapterConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AdapterConfig:
         return _build(cls, data, "config")
+
+
+def check_dilations(value: Any) -> tuple[int, ...]:
+    """The image adapter's dilations as a sorted tuple (JSON stores a list); distinct positive integers."""
+    if not isinstance(value, (list, tuple)) or not value or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in value):
+        raise AdapterError(f"image_dilations must be a non-empty list of positive integers, got {value!r}")
+    if len(set(value)) != len(value):
+        raise AdapterError(f"image_dilations lists a dilation twice: {list(value)}")
+    return tuple(sorted(value))
 
 
 @dataclass

@@ -32,19 +32,32 @@ def tower_prefix(tower: str, part: str) -> str:
     return f"towers.{tower}.{part}."
 
 
-def image_input_shapes(channels: int, width: int) -> dict[str, Shape]:
-    """The residual 3x3 conv net on pixels: conv_out(gelu(conv_in(x)))."""
-    return {
-        "conv_in.weight": (width, channels, 3, 3),
-        "conv_in.bias": (width,),
-        "conv_out.weight": (channels, width, 3, 3),
-        "conv_out.bias": (channels,),
-    }
+def branch_suffix(dilation: int) -> str:
+    """Names of an image branch's convs: conv_in/conv_out for dilation 1 (the original adapter), conv_in_d2/conv_out_d2 for 2, ..."""
+    return "" if dilation == 1 else f"_d{dilation}"
 
 
-def text_input_shapes(dim: int, rank: int, prompts: int) -> dict[str, Shape]:
-    """The per-token residual MLP on token embeddings, plus optional prompt tokens."""
+def image_input_shapes(channels: int, width: int, dilations: tuple[int, ...] = (1,)) -> dict[str, Shape]:
+    """The residual 3x3 conv net on pixels, one branch conv_out(gelu(conv_in(x))) per dilation, summed."""
+    shapes: dict[str, Shape] = {}
+    for dilation in dilations:
+        suffix = branch_suffix(dilation)
+        shapes.update(
+            {
+                f"conv_in{suffix}.weight": (width, channels, 3, 3),
+                f"conv_in{suffix}.bias": (width,),
+                f"conv_out{suffix}.weight": (channels, width, 3, 3),
+                f"conv_out{suffix}.bias": (channels,),
+            }
+        )
+    return shapes
+
+
+def text_input_shapes(dim: int, rank: int, prompts: int, context: int = 0) -> dict[str, Shape]:
+    """The per-token residual MLP on token embeddings, an optional depthwise conv across tokens, and optional prompt tokens."""
     shapes: dict[str, Shape] = {"down.weight": (rank, dim), "down.bias": (rank,), "up.weight": (dim, rank), "up.bias": (dim,)}
+    if context > 0:
+        shapes["context.weight"] = (dim, 1, context)
     if prompts > 0:
         shapes["prompts"] = (prompts, dim)
     return shapes
@@ -118,9 +131,9 @@ def adapter_layout(config: AdapterConfig, task: TaskSpec, towers: Mapping[str, T
         inputs: dict[str, Shape] = {}
         if config.has_input_adapters:
             if spec.modality == "image":
-                inputs = image_input_shapes(int(spec.inputs[0].shape[1]), config.image_width)
+                inputs = image_input_shapes(int(spec.inputs[0].shape[1]), config.image_width, config.image_dilations)
             else:
-                inputs = text_input_shapes(int(spec.inputs[0].shape[-1]), config.text_rank, config.text_prompts)
+                inputs = text_input_shapes(int(spec.inputs[0].shape[-1]), config.text_rank, config.text_prompts, config.text_context)
         entries = {ep.name: tuple(ep.shape) for ep in spec.entry_points} if config.has_entries else {}
         outputs = output_shapes(int(spec.output.shape[-1]), out_dim, output_hidden(config, spec))
         layouts[name] = TowerLayout(name, spec.modality, inputs, entries, outputs)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sealkit.adapters.config import AdapterConfig
 from sealkit.adapters.file import AdapterFile
 
 TRAINING_KEYS = ("train_config", "train_examples", "best_step", "metrics", "zero_shot", "baseline_kind", "init_from", "complete", "seconds", "recall_ks")
@@ -22,6 +23,17 @@ def module_of(tensor: str) -> str:
     if parts[0] == "head":
         return "head"
     return tensor
+
+
+def input_adapters(config: AdapterConfig) -> str | None:
+    """The input adapters' design in words (None for the output method): image branches, text bottleneck, context, prompts."""
+    if not config.has_input_adapters:
+        return None
+    scales = "dilation " + ", ".join(str(d) for d in config.image_dilations)
+    image = f"image: residual 3x3 conv, {config.image_width} channels, {scales}" + (" (multi-scale)" if len(config.image_dilations) > 1 else "")
+    context = f", depthwise conv across tokens of kernel {config.text_context}" if config.text_context else ", per token"
+    prompts = f", {config.text_prompts} prompt token(s)" if config.text_prompts else ""
+    return f"{image}; text: rank-{config.text_rank} bottleneck{context}{prompts}"
 
 
 def describe_adapter(file: AdapterFile) -> dict[str, Any]:
@@ -47,6 +59,7 @@ def describe_adapter(file: AdapterFile) -> dict[str, Any]:
         "classes": task.get("class_names") or [],
         "templates": task.get("templates") or [],
         "config": meta.get("config") or {},
+        "input_adapters": input_adapters(file.config),
         "parameters": {"total": sum(m["parameters"] for m in modules.values()), "by_module": modules},
         "training": {**{k: meta[k] for k in TRAINING_KEYS if k in meta}, "evaluations": len(history)},
         "tensors_sha256": meta.get("tensors_sha256"),

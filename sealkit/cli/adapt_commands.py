@@ -96,6 +96,22 @@ def _parse_ks(text: str) -> tuple[int, ...]:
     return ks
 
 
+def _parse_dilations(text: str) -> tuple[int, ...]:
+    """--image-dilations: distinct positive integers, comma-separated (e.g. 1,2)."""
+    try:
+        dilations = [int(d) for d in text.split(",") if d.strip()]
+    except ValueError:
+        raise SealkitError(f"--image-dilations takes comma-separated integers, got {text!r}; e.g. 1,2") from None
+    if not dilations or min(dilations) < 1 or len(set(dilations)) != len(dilations):
+        raise SealkitError(f"--image-dilations needs distinct positive integers, e.g. 1 (one branch) or 1,2 (multi-scale), got {text!r}")
+    return tuple(sorted(dilations))
+
+
+def _check_text_context(value: int) -> None:
+    if value != 0 and (value < 3 or value % 2 == 0):
+        raise SealkitError(f"--text-context must be 0 (none) or an odd kernel size of 3 or more (e.g. 3 or 5), got {value}")
+
+
 @app.command()
 def adapt(
     seal: Path = typer.Argument(..., help="The seal file."),
@@ -124,6 +140,8 @@ def adapt(
     image_width: int = typer.Option(16, "--image-width", help="Hidden channels of the image input adapter."),
     text_rank: int = typer.Option(32, "--text-rank", help="Bottleneck of the text input adapter."),
     text_prompts: int = typer.Option(0, "--text-prompts", help="Learnable prompt tokens added to every text (dga/lga)."),
+    image_dilations: str = typer.Option("1", "--image-dilations", help="Dilations of the image input adapter's residual conv branches, summed: 1 (default) sees 5x5 pixels; 1,2 adds a branch that sees 9x9 (multi-scale)."),
+    text_context: int = typer.Option(0, "--text-context", help="Kernel of a zero-initialised depthwise convolution across tokens in the text input adapter (odd, e.g. 3); 0 (default): per-token only."),
     output_hidden: int = typer.Option(-1, "--output-hidden", help="Hidden width of the residual output adapter (-1: about 0.5% of the tower; 0: none)."),
     shared_dim: int = typer.Option(128, "--shared-dim", help="Width of the shared space when two towers differ."),
     on_bad: OnBad = typer.Option("skip", "--on-bad", help="A bad file in the data: skip (and report) or error."),
@@ -149,6 +167,8 @@ def adapt(
     if epochs is not None:
         positive_finite("--epochs", epochs)
     check_templates(template)
+    dilations = _parse_dilations(image_dilations)
+    _check_text_context(text_context)
     columns = dict(image_col=image_col, text_col=text_col, text_b_col=text_b_col, label_col=label_col, group_col=group_col)
     opened = open_seal_checked(seal, key, verify_key, providers=device.value)
     train_set = _load(train, columns, on_bad, limit, captions)
@@ -175,7 +195,7 @@ def adapt(
     if output_lr is not None and not output_lr > 0:
         raise SealkitError("--output-lr must be positive; leave it out to pick it on the validation split")
     config = TrainConfig(steps=total, batch=batch, lr=lr, output_lr=output_lr, probe=probe, seed=seed, eval_every=eval_every, max_eval=val_limit or 2000)
-    adapter_config = AdapterConfig(method, image_width, text_rank, text_prompts, output_hidden, shared_dim)
+    adapter_config = AdapterConfig(method, image_width, text_rank, text_prompts, output_hidden, shared_dim, image_dilations=dilations, text_context=text_context)
     console.print(f"adapting '{opened.manifest.name}' ({opened.manifest.exposure} seal) with {method} for {task}: {len(train_set)} train / {len(val_set)} val examples, {total} steps of {batch}")
     result = run_adapt(
         opened,

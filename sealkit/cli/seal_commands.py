@@ -184,6 +184,8 @@ def inspect_adapter(path: Path, as_json: bool, json_out: Optional[Path]) -> None
     console.print(f"task {info['task']} with method {info['method']}" + (f", head {info['head']}" if info["task"] == "classify" else "") + f"; towers {info['towers']}")
     if info["classes"]:
         console.print(f"classes ({len(info['classes'])}): {', '.join(info['classes'])}")
+    if info["input_adapters"]:
+        console.print(f"input adapters: {info['input_adapters']}")
     table = Table(title=f"parameters: {info['parameters']['total']:,}")
     for column in ("module", "tensors", "parameters"):
         table.add_column(column, justify="left" if column == "module" else "right")

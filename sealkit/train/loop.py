@@ -130,7 +130,7 @@ def fit(
     parameters = [p for p in pack.parameters() if p.requires_grad]
     output_lr = output_lr if output_lr is not None else config.output_lr if config.output_lr is not None else config.lr
     optimizer = torch.optim.AdamW(parameter_groups(pack, config, output_lr), lr=config.lr)
-    identity = {"seal_id": pack.seal_id, "method": pack.config.method, "task": pack.task.task, "config": config.to_dict(), "train_size": len(train)}
+    identity = {"seal_id": pack.seal_id, "method": pack.config.method, "task": pack.task.task, "config": config.to_dict(), "train_size": len(train), "adapter": pack.config.to_dict()}  # fmt: skip
 
     step = 0
     best = {"metric": -math.inf, "step": -1, "metrics": {}, "state": None}

@@ -15,38 +15,63 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sealkit.adapters.layout import branch_suffix
+
 
 class ImageInputAdapter(nn.Module):
-    """pixels -> pixels + conv(gelu(conv(pixels))): a residual conv net, the identity at start."""
+    """pixels -> pixels + sum over dilations d of conv_d(gelu(conv_d(pixels))): a residual conv net, the identity at start.
 
-    def __init__(self, channels: int = 3, width: int = 16):
+    The default, one branch of dilation 1, is the original adapter (each output pixel sees a 5x5
+    neighbourhood). Dilation 2 spaces the 3x3 taps two pixels apart, so its branch sees 9x9 at the
+    same cost: (1, 2) is a multi-scale adapter for upscaled or coarse images.
+    """
+
+    def __init__(self, channels: int = 3, width: int = 16, dilations: tuple[int, ...] = (1,)):
         super().__init__()
-        self.conv_in = nn.Conv2d(channels, width, 3, padding=1)
-        self.conv_out = nn.Conv2d(width, channels, 3, padding=1)
-        nn.init.zeros_(self.conv_out.weight)
-        nn.init.zeros_(self.conv_out.bias)
+        self.suffixes = [branch_suffix(d) for d in dilations]  # dilation 1 keeps the names conv_in/conv_out of older adapter files
+        for dilation in dilations:
+            conv_in = nn.Conv2d(channels, width, 3, padding=dilation, dilation=dilation)
+            conv_out = nn.Conv2d(width, channels, 3, padding=dilation, dilation=dilation)
+            nn.init.zeros_(conv_out.weight)
+            nn.init.zeros_(conv_out.bias)
+            self.add_module(f"conv_in{branch_suffix(dilation)}", conv_in)
+            self.add_module(f"conv_out{branch_suffix(dilation)}", conv_out)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        return pixels + self.conv_out(F.gelu(self.conv_in(pixels), approximate="tanh"))
+        out = pixels
+        for suffix in self.suffixes:
+            hidden = F.gelu(getattr(self, f"conv_in{suffix}")(pixels), approximate="tanh")
+            out = out + getattr(self, f"conv_out{suffix}")(hidden)
+        return out
 
 
 class TextInputAdapter(nn.Module):
-    """Token embeddings -> e + up(gelu(down(e))) per token, plus optional learnable prompt tokens.
+    """Token embeddings -> e + up(gelu(down(e))) per token [+ context(e)], plus optional learnable prompt tokens.
 
-    The residual branch starts at zero. Prompt tokens (if any) are inserted after the first token
-    (the [CLS] position) and the attention mask is extended to cover them.
+    The residual branches start at zero. `context` > 0 adds a depthwise convolution of that kernel
+    across tokens (each embedding channel mixes with the same channel of its neighbours): padding is
+    zeroed before it and its output zeroed at padding, so padding never leaks into real tokens. Prompt tokens (if any) are
+    inserted after the first token (the [CLS] position) and the attention mask is extended to cover them.
     """
 
-    def __init__(self, dim: int, rank: int = 32, prompts: int = 0, prompt_init_std: float = 0.02):
+    def __init__(self, dim: int, rank: int = 32, prompts: int = 0, prompt_init_std: float = 0.02, context: int = 0):
         super().__init__()
         self.down = nn.Linear(dim, rank)
         self.up = nn.Linear(rank, dim)
         nn.init.zeros_(self.up.weight)
         nn.init.zeros_(self.up.bias)
+        self.context: nn.Conv1d | None = None
+        if context > 0:
+            self.context = nn.Conv1d(dim, dim, context, padding=context // 2, groups=dim, bias=False)
+            nn.init.zeros_(self.context.weight)
         self.prompts = nn.Parameter(prompt_init_std * torch.randn(prompts, dim)) if prompts > 0 else None
 
     def forward(self, embeddings: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = embeddings + self.up(F.gelu(self.down(embeddings), approximate="tanh"))
+        if self.context is not None:
+            keep = mask.to(embeddings.dtype).unsqueeze(-1)  # [N, L, 1]
+            mixed = self.context((embeddings * keep).transpose(1, 2)).transpose(1, 2)
+            x = x + mixed * keep
         if self.prompts is None:
             return x, mask
         batch = x.shape[0]

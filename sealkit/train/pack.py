@@ -32,9 +32,9 @@ class TowerAdapters(nn.Module):
         self.input: nn.Module | None = None
         if layout.input:
             if spec.modality == "image":
-                self.input = ImageInputAdapter(int(spec.inputs[0].shape[1]), config.image_width)
+                self.input = ImageInputAdapter(int(spec.inputs[0].shape[1]), config.image_width, config.image_dilations)
             else:
-                self.input = TextInputAdapter(int(spec.inputs[0].shape[-1]), config.text_rank, config.text_prompts, config.prompt_init_std)
+                self.input = TextInputAdapter(int(spec.inputs[0].shape[-1]), config.text_rank, config.text_prompts, config.prompt_init_std, config.text_context)
         self.entries = entry_parameters(spec.entry_points, config.prompt_init_std) if layout.entries else nn.ParameterDict()
         self.output = OutputAdapter(int(spec.output.shape[-1]), out_dim, output_hidden(config, spec))
 
