@@ -99,6 +99,19 @@ def _narrower_before_cast(graph: onnx.GraphProto, residual_names: list[str], typ
     return names, moved
 
 
+def _just_in_time(nodes: list[onnx.NodeProto], early: dict[str, onnx.NodeProto]) -> list[onnx.NodeProto]:
+    """`nodes` with each node of `early` (by output name) placed right before its first reader.
+
+    onnxruntime runs nodes in graph order where it can, so recomputed Casts listed first would widen
+    every saved mask at once; placed next to their readers, one wide mask at a time is alive.
+    """
+    ordered = []
+    for node in nodes:
+        ordered.extend(early.pop(name) for name in node.input if name in early)
+        ordered.append(node)
+    return ordered + list(early.values())
+
+
 def _typed(name: str, like: onnx.ValueInfoProto) -> onnx.ValueInfoProto | None:
     """A value info with `like`'s element type and rank, every axis free: residual shapes vary with batch and sequence."""
     tensor = like.type.tensor_type
@@ -193,12 +206,16 @@ def split_vjp(vjp: onnx.ModelProto, cotangent: str, what: str = "tower") -> Spli
     # backward: the backward part, plus constant-only nodes it reads, reading residuals by their new names
     stop = set(residual_names) | set(input_names) | {cotangent}
     allowed = backward_nodes | (everything - data_nodes - backward_nodes) | recast
-    backward_nodes_list = []
+    backward_nodes_list, recasts = [], {}
     for i in _needed(graph, output_names[1:], allowed, stop):
         node = onnx.NodeProto.FromString(graph.node[i].SerializeToString())
         for k, name in enumerate(node.input):
             node.input[k] = renamed.get(name, name)
-        backward_nodes_list.append(node)
+        if i in recast:
+            recasts[node.output[0]] = node
+        else:
+            backward_nodes_list.append(node)
+    backward_nodes_list = _just_in_time(backward_nodes_list, recasts)
     gradient_outputs = []
     for value in graph.output[1:]:
         if value.name in renamed:  # a gradient the forward part computed comes back as a residual
