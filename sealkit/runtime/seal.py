@@ -20,7 +20,7 @@ from onnxruntime.capi import onnxruntime_pybind11_state as _ort_state
 
 from sealkit.data.text import TextEncoder
 from sealkit.errors import InputError, SealKeyError, SealkitError
-from sealkit.runtime.first_run import mapped_allocations
+from sealkit.runtime.heap import mapped_allocations, release_free_heap
 from sealkit.runtime.providers import default_providers, resolve_providers  # noqa: F401  (default_providers: old import path)
 from sealkit.seal import crypto
 from sealkit.seal.container import SealFile, read_seal
@@ -99,13 +99,17 @@ class _Graph:
         self.weight_feeds = weight_feeds
         self.output_names = [o.name for o in session.get_outputs()]
         self.input_names = [i.name for i in session.get_inputs() if i.name not in weight_feeds]
+        self.training = training
         self._first_run = training
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        if not self.training:
+            return self._run(feeds)
+        release_free_heap()  # what torch freed since the last run (sealkit/runtime/heap.py)
         if not self._first_run:
             return self._run(feeds)
-        # a training session's first run has no planned memory block yet (sealkit/runtime/first_run.py);
-        # image batches keep their shape, so that is the run that sets the peak
+        # a first run has no planned memory block yet; image batches keep their shape, so that is
+        # the run that sets the peak
         with mapped_allocations():
             outputs = self._run(feeds)
         self._first_run = False
