@@ -115,6 +115,49 @@ def test_relu6_masks_are_saved_as_bool_and_gradients_still_match_torch(relu6_res
     _residual_rows_within(check_tower(seal, recipe.towers[0], batches=(1, 5)))
 
 
+def test_backward_widens_each_mask_next_to_its_reader_and_runs_in_graph_order(relu6_residual):
+    import onnx
+    import onnxruntime as ort
+
+    _, seal = relu6_residual
+    tower = seal.tower("image")
+    backward = onnx.ModelProto.FromString(seal.blob(tower.spec.graphs["backward"]))
+    nodes = list(backward.graph.node)
+    casts = [i for i, node in enumerate(nodes) if node.op_type == "Cast"]
+    assert len(casts) == 2
+    for i in casts:  # not all up front, where every float mask would be alive at once
+        assert nodes[i].output[0] in nodes[i + 1].input
+    assert tower._graph("backward").session.get_session_options().execution_order == ort.ExecutionOrder.PRIORITY_BASED
+    assert tower._graph("forward_saved").session.get_session_options().execution_order == ort.ExecutionOrder.DEFAULT
+
+
+def test_training_graphs_release_the_heap_before_each_run_and_map_only_the_first(relu6_residual, monkeypatch):
+    import contextlib
+
+    from sealkit.runtime import seal as seal_module
+
+    _, seal = relu6_residual
+    events: list[str] = []
+
+    @contextlib.contextmanager
+    def mapped():
+        events.append("mapped")
+        yield
+
+    monkeypatch.setattr(seal_module, "mapped_allocations", mapped)
+    monkeypatch.setattr(seal_module, "release_free_heap", lambda: events.append("release"))
+    fresh = open_seal(seal.file.path, key=seal._key, threads=1)  # sessions not run yet
+    tower = fresh.tower("image")
+    pixels = np.zeros((2, 3, 12, 12), np.float32)
+    for _ in range(2):
+        _, residuals = tower.forward_for_backward(pixels)
+        tower.backward(residuals, np.ones((2, 5), np.float32))
+    assert events == ["release", "mapped", "release", "mapped", "release", "release"]
+    events.clear()
+    tower.forward(pixels)  # inference graphs keep their arena and the heap alone
+    assert events == []
+
+
 def test_manifest_lists_the_residuals_a_device_will_hold(text_residual, text_seal):
     _, seal = text_residual
     tower = seal.manifest.towers["text"]
