@@ -48,6 +48,7 @@ def ensure_light_seal(recipe: str, seal_dir: Path, key: bytes) -> Path:
 
 def worker(cfg: dict) -> dict:
     import torch
+    import torch._dynamo  # noqa: F401  (AdamW imports it on first use: import memory, not training memory)
     from train_steps import make_step
 
     from sealkit.compile.recipe import load_recipe

@@ -27,12 +27,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from sealkit.adapters.modules import AdapterConfig  # noqa: E402
-from sealkit.adapters.pack import AdapterPack  # noqa: E402
+from sealkit.adapters.config import AdapterConfig  # noqa: E402
 from sealkit.data.dataset import Dataset, Example  # noqa: E402
-from sealkit.runtime.inputs import image_inputs, text_inputs  # noqa: E402
-from sealkit.train.loop import TrainConfig, learning_rate  # noqa: E402
-from sealkit.train.tasks import ClassifyTask, build_task_spec  # noqa: E402
+from sealkit.runtime.inputs import tower_inputs  # noqa: E402
+from sealkit.train.config import TrainConfig  # noqa: E402
+from sealkit.train.loop import learning_rate  # noqa: E402
+from sealkit.train.objectives import ClassifyObjective, build_task_spec  # noqa: E402
+from sealkit.train.pack import AdapterPack  # noqa: E402
 
 METHODS = ("dga-seal", "dga-seal-recompute", "lga-seal", "dga-torch", "lora", "full")
 CLASSES = 10
@@ -67,21 +68,21 @@ class _RecomputeTower:
         return getattr(self._tower, name)
 
 
-class TorchBackboneTask(ClassifyTask):
-    """ClassifyTask with the backbone run by torch: input adapter -> frozen torch module -> output adapter."""
+class TorchBackboneTask(ClassifyObjective):
+    """ClassifyObjective with the backbone run by torch: input adapter -> frozen torch module -> output adapter."""
 
     modules: dict
 
     def embed(self, pack, tower_name, items):
         tower = self.seal.tower(tower_name)
         adapters = pack.towers[tower_name]
+        batch = tower_inputs(tower, items)
         if tower.spec.modality == "image":
-            pixels = torch.from_numpy(image_inputs(tower, items))
+            pixels = torch.from_numpy(batch.values)
             if adapters.input is not None:
                 pixels = adapters.input(pixels)
             return pack.output(tower_name, self.modules[tower_name](pixels))
-        batch = text_inputs(tower, items)
-        embeddings, mask = torch.from_numpy(batch.token_embeddings), torch.from_numpy(batch.attention_mask)
+        embeddings, mask = torch.from_numpy(batch.values), torch.from_numpy(batch.mask)
         if adapters.input is not None:
             embeddings, mask = adapters.input(embeddings, mask)
         return pack.output(tower_name, self.modules[tower_name](embeddings, mask))
@@ -101,7 +102,7 @@ def make_step(method: str, seal, recipe, batch: int, lr: float = 1e-3, seed: int
     if method in ("lora", "full"):
         from quality import make_whitebox_task, whitebox_modules
 
-        task = make_whitebox_task(ClassifyTask)(seal, spec)
+        task = make_whitebox_task(ClassifyObjective)(seal, spec)
         pack = AdapterPack(seal, AdapterConfig(method="output"), spec)
         pack.whitebox = whitebox_modules(recipe, method)
     elif method == "dga-torch":
@@ -114,7 +115,7 @@ def make_step(method: str, seal, recipe, batch: int, lr: float = 1e-3, seed: int
             modules[tower.name] = module
         task.modules = modules
     else:
-        task = ClassifyTask(seal, spec)
+        task = ClassifyObjective(seal, spec)
         pack = AdapterPack(seal, AdapterConfig(method=base), spec)
         if method == "dga-seal-recompute":
             seal.towers = {name: _RecomputeTower(t) for name, t in seal.towers.items()}

@@ -138,3 +138,30 @@ def test_the_runtime_refuses_an_adapter_that_does_not_fit_its_layout(pair_seal, 
     with pytest.raises(AdapterError, match=message) as info:
         TaskRuntime(pair_seal, _rewritten(trained, tmp_path, change))
     assert "\n" not in str(info.value)
+
+
+def test_image_input_adapter_keeps_only_pixel_sized_tensors_for_backward_and_gets_the_plain_gradients():
+    """The hidden layer is recomputed in the backward (memory), with the gradients of the plain computation."""
+    module = ImageInputAdapter(3, 8)
+    _randomised(module, 2)
+    pixels = torch.randn(2, 3, 9, 7, generator=torch.Generator().manual_seed(3), requires_grad=True)
+    saved: list[int] = []
+
+    def pack_hook(tensor: torch.Tensor) -> torch.Tensor:
+        saved.append(tensor.numel())
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack_hook, lambda tensor: tensor):
+        out = module(pixels)
+    assert saved and max(saved) <= pixels.numel()  # no [2, 8, 9, 7] hidden activation kept
+    out.square().sum().backward()
+    got = [pixels.grad.clone()] + [p.grad.clone() for p in module.parameters()]
+
+    pixels.grad = None
+    module.zero_grad()
+    plain = pixels + module.conv_out(torch.nn.functional.gelu(module.conv_in(pixels), approximate="tanh"))
+    plain.square().sum().backward()
+    expected = [pixels.grad] + [p.grad for p in module.parameters()]
+    for g, e in zip(got, expected):
+        torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-5)
+    assert out.is_contiguous()

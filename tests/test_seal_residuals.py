@@ -15,10 +15,11 @@ import numpy as np
 import pytest
 import torch
 from test_seal_parity import add_only_recipe
+from torch import nn
 
 from sealkit.compile.check import check_tower, relative_error
 from sealkit.compile.export import export_seal
-from sealkit.compile.recipe import load_recipe
+from sealkit.compile.recipe import InputSpec, Recipe, TowerRecipe, load_recipe
 from sealkit.errors import InputError, SealkitError
 from sealkit.runtime.seal import open_seal
 from sealkit.train.seal_function import seal_forward
@@ -45,6 +46,35 @@ def convnet_residual(tmp_path_factory, key_bytes):
     return _export(tmp_path_factory, add_only_recipe(), key_bytes, "light")
 
 
+class ReLU6Net(nn.Module):
+    """pixels [batch, 3, 12, 12] -> [batch, 5]: an inverted-residual block as EfficientNet-Lite has (ReLU6 after the convs)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.depthwise = nn.Conv2d(8, 8, 3, padding=1, groups=8)
+        self.project = nn.Conv2d(8, 4, 1)
+        self.head = nn.Linear(4, 5)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        x = nn.functional.relu6(self.depthwise(nn.functional.relu6(self.stem(pixels))))
+        return self.head(self.project(x).mean(dim=(2, 3)))
+
+
+@pytest.fixture(scope="module")
+def relu6_residual(tmp_path_factory, key_bytes):
+    torch.manual_seed(3)
+    module = ReLU6Net().eval()
+    tower = TowerRecipe(
+        name="image",
+        modality="image",
+        module=module,
+        inputs=[InputSpec("pixels", 3 * torch.randn(2, 3, 12, 12), dims={0: "batch"})],
+        preprocessing={"kind": "image", "size": [12, 12], "mean": [0.5] * 3, "std": [0.5] * 3},
+    )
+    return _export(tmp_path_factory, Recipe(name="relu6-net", towers=[tower]), key_bytes, "dark")
+
+
 def _residual_rows_within(rows) -> list:
     residual_rows = [r for r in rows if "[residuals" in r.quantity]
     assert residual_rows, "the check did not run the residual graphs"
@@ -69,6 +99,63 @@ def test_convnet_residual_graphs_match_torch_including_depthwise_and_entry_gradi
     rows = _residual_rows_within(check_tower(seal, recipe.towers[0], batches=(1, 5), with_entries=with_entries))
     if with_entries:
         assert {"grad ep0 (add) [residuals, chunk 2]", "grad ep2 (add) [residuals]"} <= {r.quantity for r in rows}
+
+
+def test_relu6_masks_are_saved_as_bool_and_gradients_still_match_torch(relu6_residual):
+    recipe, seal = relu6_residual
+    saved = seal.manifest.towers["image"].residuals["forward_saved"]
+    # one mask per ReLU6, 1 byte per element instead of a float32 copy; the backward casts it
+    assert [spec.dtype for spec in saved if len(spec.shape) == 4] == ["bool", "bool"]
+    assert not [spec for spec in saved if spec.dtype == "float32"]
+    tower = seal.tower("image")
+    pixels = 3 * np.random.default_rng(1).standard_normal((4, 3, 12, 12)).astype(np.float32)
+    _, residuals = tower.forward_for_backward(pixels)
+    masks = [value for name, value in residuals.chunks[0].items() if name.startswith("residual_") and value.ndim == 4]
+    assert [(m.dtype, m.shape, m.nbytes) for m in masks] == [(np.dtype(bool), (4, 8, 6, 6), 4 * 8 * 36)] * 2
+    _residual_rows_within(check_tower(seal, recipe.towers[0], batches=(1, 5)))
+
+
+def test_backward_widens_each_mask_next_to_its_reader_and_runs_in_graph_order(relu6_residual):
+    import onnx
+    import onnxruntime as ort
+
+    _, seal = relu6_residual
+    tower = seal.tower("image")
+    backward = onnx.ModelProto.FromString(seal.blob(tower.spec.graphs["backward"]))
+    nodes = list(backward.graph.node)
+    casts = [i for i, node in enumerate(nodes) if node.op_type == "Cast"]
+    assert len(casts) == 2
+    for i in casts:  # not all up front, where every float mask would be alive at once
+        assert nodes[i].output[0] in nodes[i + 1].input
+    assert tower._graph("backward").session.get_session_options().execution_order == ort.ExecutionOrder.PRIORITY_BASED
+    assert tower._graph("forward_saved").session.get_session_options().execution_order == ort.ExecutionOrder.DEFAULT
+
+
+def test_training_graphs_release_the_heap_before_each_run_and_map_only_the_first(relu6_residual, monkeypatch):
+    import contextlib
+
+    from sealkit.runtime import seal as seal_module
+
+    _, seal = relu6_residual
+    events: list[str] = []
+
+    @contextlib.contextmanager
+    def mapped():
+        events.append("mapped")
+        yield
+
+    monkeypatch.setattr(seal_module, "mapped_allocations", mapped)
+    monkeypatch.setattr(seal_module, "release_free_heap", lambda: events.append("release"))
+    fresh = open_seal(seal.file.path, key=seal._key, threads=1)  # sessions not run yet
+    tower = fresh.tower("image")
+    pixels = np.zeros((2, 3, 12, 12), np.float32)
+    for _ in range(2):
+        _, residuals = tower.forward_for_backward(pixels)
+        tower.backward(residuals, np.ones((2, 5), np.float32))
+    assert events == ["release", "mapped", "release", "mapped", "release", "release"]
+    events.clear()
+    tower.forward(pixels)  # inference graphs keep their arena and the heap alone
+    assert events == []
 
 
 def test_manifest_lists_the_residuals_a_device_will_hold(text_residual, text_seal):

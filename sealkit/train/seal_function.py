@@ -43,6 +43,7 @@ class _SealFunction(torch.autograd.Function):
         cotangent = _numpy(grad_output).astype(np.float32)
         if ctx.residuals is not None:
             result = ctx.tower.backward(ctx.residuals, cotangent)
+            ctx.residuals = None  # the graph (and ctx) lives until the step ends; the residuals need not
         else:
             result = ctx.tower.vjp(ctx.feeds, cotangent, ctx.entries)
         grads = [torch.from_numpy(result.input_grads[n]).to(ctx.device) for n in ctx.diff_names]
