@@ -56,6 +56,7 @@ from sealkit.compile.export import export_seal  # noqa: E402
 from sealkit.compile.recipe import load_recipe  # noqa: E402
 from sealkit.data import load_dataset  # noqa: E402
 from sealkit.data.dataset import Dataset  # noqa: E402
+from sealkit.errors import SealkitError  # noqa: E402
 from sealkit.fileio import atomic_write_json  # noqa: E402
 from sealkit.runtime.inputs import tower_inputs  # noqa: E402
 from sealkit.runtime.metrics import first_hit_ranks, item_key  # noqa: E402
@@ -125,7 +126,10 @@ def get_seal(name: str, seal_dir: Path, key: bytes, image_size: int, extra: dict
     path = seal_dir / (f"{name}-{image_size}" + (f"-{label}" if label else "") + ".seal")
     if not path.exists():
         t = time.perf_counter()
-        export_seal(load_recipe(ROOT / recipe_file, **options, **extra), path, key=key, exposure="light")
+        try:
+            export_seal(load_recipe(ROOT / recipe_file, **{**options, **extra}), path, key=key, exposure="light")
+        except SealkitError as exc:  # e.g. a --recipe-option the recipe does not take
+            raise SystemExit(f"cannot export {path.name}: {exc}") from None
         print(f"exported {path.name} in {time.perf_counter() - t:.0f}s", flush=True)
     return open_seal(path, key=key), path
 
