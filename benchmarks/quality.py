@@ -330,7 +330,9 @@ def run_method(task: str, method: str, steps: int, seed: int, seal, whitebox_rec
         shipped = sum(p.numel() * 4 for p in pack.parameters() if p.requires_grad)
     else:
         out = workdir / f"{task}-{method}.adapter"
-        save_adapter(out, pack)
+        with torch.no_grad():  # a text head ships its class embeddings (as sealkit adapt writes them)
+            embeddings = objective.class_embeddings(pack).numpy() if kind == "classify" and spec.head == "text" else None
+        save_adapter(out, pack, class_embeddings=embeddings)
         shipped = out.stat().st_size
     return {
         "metrics": metrics,
