@@ -310,7 +310,12 @@ def run_method(task: str, method: str, steps: int, seed: int, seal, whitebox_rec
         attach_whitebox(pack, copy.deepcopy(whitebox_recipe), method)
     lr = args.lr_whitebox if method == "full" else args.lr_lora if method == "lora" else args.lr
     config = TrainConfig(steps=steps, batch=args.batch, lr=lr, seed=seed, eval_every=max(1, steps // args.evals), checkpoint_every=10**9, max_eval=len(val))
-    fitted = fit_output_stage(objective, pack, train, val, config)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(args.fit_threads or threads)  # the fit's small L-BFGS steps ran 5x slower with 2 threads on a loaded 2-core machine
+    try:
+        fitted = fit_output_stage(objective, pack, train, val, config)
+    finally:
+        torch.set_num_threads(threads)
     eval_seconds = [0.0]
     evaluate = objective.evaluate
 
@@ -408,6 +413,7 @@ def main() -> None:
         "the options become part of the seal's file name and of the method's key, e.g. lga[entries=residual]",
     )
     parser.add_argument("--recipe-option-methods", default="lga", help="methods that use the seals with --recipe-option")
+    parser.add_argument("--fit-threads", type=int, default=1, help="torch threads during the output-stage fit (0: as many as the steps use)")
     parser.add_argument("--seal-dir", type=Path, default=ROOT / "runs" / "bench-seals")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "quality_seeds.json")
     parser.add_argument("--smoke", action="store_true", help="tiny data and images, end to end (tests)")

@@ -28,7 +28,7 @@ def quality(tmp_path: Path, *flags: str) -> subprocess.CompletedProcess:
         str(tmp_path / "quality.json"),
         *flags,
     ]
-    # one torch thread: on a shared 2-core machine the fit's small L-BFGS steps ran 10x slower with two
+    # one torch thread: at these tiny sizes the runs are small operations, which two threads slow down on a shared machine
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
 
