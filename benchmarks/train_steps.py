@@ -100,11 +100,11 @@ def make_step(method: str, seal, recipe, batch: int, lr: float = 1e-3, seed: int
     spec = build_task_spec(seal, data, "classify", head="linear")
     base = method.split("-")[0]
     if method in ("lora", "full"):
-        from quality import make_whitebox_task, whitebox_modules
+        from quality import attach_whitebox, make_whitebox_task
 
         task = make_whitebox_task(ClassifyObjective)(seal, spec)
         pack = AdapterPack(seal, AdapterConfig(method="output"), spec)
-        pack.whitebox = whitebox_modules(recipe, method)
+        attach_whitebox(pack, recipe, method)
     elif method == "dga-torch":
         task = TorchBackboneTask(seal, spec)
         pack = AdapterPack(seal, AdapterConfig(method="dga"), spec)

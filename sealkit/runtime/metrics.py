@@ -28,11 +28,15 @@ def recall_at_k(scores: np.ndarray, relevant: np.ndarray, ks: tuple[int, ...]) -
     Queries with no relevant target at all (distractors seen from the other side) are left out.
     """
     answerable = relevant.any(axis=1)
-    scores, relevant = scores[answerable], relevant[answerable]
+    first_hit = first_hit_ranks(scores[answerable], relevant[answerable])
+    return {k: float(np.mean(first_hit < k)) for k in ks}
+
+
+def first_hit_ranks(scores: np.ndarray, relevant: np.ndarray) -> np.ndarray:
+    """Per query, the 0-based rank of its best-ranked relevant target (the number of targets when none)."""
     order = np.argsort(-scores, axis=1, kind="stable")
     hits_sorted = np.take_along_axis(relevant, order, axis=1)
-    first_hit = np.where(hits_sorted.any(axis=1), hits_sorted.argmax(axis=1), scores.shape[1])
-    return {k: float(np.mean(first_hit < k)) for k in ks}
+    return np.where(hits_sorted.any(axis=1), hits_sorted.argmax(axis=1), scores.shape[1])
 
 
 def retrieval_metrics(a: np.ndarray, b: np.ndarray, relevant: np.ndarray, ks: tuple[int, ...], names: tuple[str, str]) -> dict[str, float]:

@@ -183,8 +183,8 @@ class ClassifyObjective(Objective):
         classes = self.class_embeddings(pack) if self.spec.head == "text" else None
         return F.cross_entropy(self.logits(pack, queries, classes), torch.from_numpy(self.labels(examples)))
 
-    def evaluate(self, pack: AdapterPack | None, dataset: Dataset) -> dict[str, float]:
-        labels = self.labels(dataset.examples)
+    def predict(self, pack: AdapterPack | None, dataset: Dataset) -> np.ndarray:
+        """The predicted class index per example (benchmarks keep these for paired intervals)."""
         predictions = []
         with torch.no_grad():
             classes = self.class_embeddings(pack) if self.spec.head == "text" else None
@@ -192,7 +192,10 @@ class ClassifyObjective(Objective):
             for start in range(0, len(items), EVAL_CHUNK):
                 queries = self.embed(pack, self.spec.query_tower, items[start : start + EVAL_CHUNK])
                 predictions.append(self.logits(pack, queries, classes).argmax(dim=-1).numpy())
-        return accuracy(np.concatenate(predictions), labels, self.spec.class_names)
+        return np.concatenate(predictions)
+
+    def evaluate(self, pack: AdapterPack | None, dataset: Dataset) -> dict[str, float]:
+        return accuracy(self.predict(pack, dataset), self.labels(dataset.examples), self.spec.class_names)
 
 
 class RetrieveObjective(Objective):
