@@ -133,6 +133,21 @@ def _short_run(objective: Objective, pack: AdapterPack, train: Dataset, config: 
     pack.eval()
 
 
+@contextmanager
+def _one_torch_thread() -> Iterator[None]:
+    """The fit is many tiny tensor operations on cached features; more threads only add overhead.
+
+    Measured on the 2-core machine under load: a 30-step mnist dga run spent 50 s in this fit with
+    one torch thread and 240 s with two (docs/results.md, "Reproduce").
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def fit_output_stage(objective: Objective, pack: AdapterPack, train: Dataset, val: Dataset, config: TrainConfig, fit_head: bool = True) -> ProbeResult:
     """Fit `pack`'s output stage on cached frozen features (module docstring); the pack ends at the fitted start."""
     started = time.perf_counter()
@@ -143,6 +158,7 @@ def fit_output_stage(objective: Objective, pack: AdapterPack, train: Dataset, va
     with cached_backbone(pack):
         _warm_cache(objective, train)
         _warm_cache(objective, val)
+    with cached_backbone(pack), _one_torch_thread():
         if fit_head and isinstance(objective, ClassifyObjective) and pack.head is not None:
             spec = objective.spec
             with torch.no_grad():
