@@ -55,12 +55,12 @@ def efficientnet(tmp_path_factory, key_bytes):
 def test_minilm_seal_matches_torch_autograd_within_1e_4(minilm, capsys):
     recipe, seal = minilm
     rows = check_seal(seal, recipe, batches=(1, 3), sequences=(5, 17))
-    # plain and entry graphs, both lengths, both batches; six entry points (3 prompt, 3 add)
+    # plain and entry graphs, both lengths, both batches; nine entry points (3 prompt, 6 residual)
     assert len({(r.batch, r.sequence) for r in rows}) == 4
-    assert sum("[entries]" in r.quantity and r.quantity.startswith("grad ep") for r in rows) == 4 * 6
+    assert sum("[entries]" in r.quantity and r.quantity.startswith("grad ep") for r in rows) == 4 * 9
     bad = worst(rows)
     report(capsys, f"all-MiniLM-L6-v2 (light): worst relative error {bad.rel_error:.2e} ({bad.quantity}, batch {bad.batch}, sequence {bad.sequence})")
-    for quantity in ("forward", "grad token_embeddings", "grad ep0 (prompt) [entries]", "grad ep3 (add) [entries]"):
+    for quantity in ("forward", "grad token_embeddings", "grad ep0 (prompt) [entries]", "grad ep3 (residual) [entries]"):
         report(capsys, f"  {quantity}: {max(r.rel_error for r in rows if r.quantity == quantity):.2e}")
     assert bad.rel_error <= 1e-4
     assert_parity(rows, 1e-4)
@@ -100,8 +100,8 @@ def test_efficientnet_lite0_seal_matches_torch_autograd_within_1e_2(efficientnet
     recipe, seal = efficientnet
     assert seal.manifest.towers["image"].inputs[0].shape == ("batch", 3, 64, 64)
     rows = check_seal(seal, recipe, batches=(1, 3), sequences=(5, 17))
-    # plain and entry graphs; five additive per-channel entry points
-    quantities = ["forward", "grad pixels"] + [q + " [entries]" for q in ["forward", "grad pixels"] + [f"grad ep{i} (add)" for i in range(5)]]
+    # plain and entry graphs; five residual bottleneck entry points
+    quantities = ["forward", "grad pixels"] + [q + " [entries]" for q in ["forward", "grad pixels"] + [f"grad ep{i} (residual)" for i in range(5)]]
     assert {(r.batch, r.quantity) for r in rows} == {(b, q) for b in (1, 3) for q in quantities}
     bad = worst(rows)
     forward = max(r.rel_error for r in rows if r.quantity.startswith("forward"))
