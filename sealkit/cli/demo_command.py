@@ -134,7 +134,8 @@ def demo(
     from sealkit.data.images import load_image
 
     paths = []
-    for i, example in enumerate(test.examples[:5]):
+    spread = test.examples[:: max(1, len(test) // 5)][:5]  # the digits come sorted: one from each fifth
+    for i, example in enumerate(spread):
         path = samples / f"test-{i}-digit-{example.label}.png"
         load_image(example.image).save(path)
         paths.append(str(path))
