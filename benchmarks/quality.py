@@ -336,6 +336,8 @@ def run_method(task: str, method: str, steps: int, seed: int, seal, whitebox_rec
 
     objective.evaluate = timed_evaluate
     result = fit(objective, pack, train, val, config, workdir / f"{task}-{method}.ckpt", progress=not args.quiet, output_lr=fitted.output_lr)
+    if result.interrupted:  # SIGTERM/SIGINT: sealkit's fit stops early; an unfinished run must not be recorded
+        raise SystemExit(f"{task} {method} seed {seed} interrupted at step {result.steps_done}; rerun to resume")
     pack.eval()
     metrics, per_example = outcomes(pack)
     trainable = sum(p.numel() for p in pack.parameters() if p.requires_grad)
