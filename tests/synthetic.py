@@ -18,7 +18,6 @@ with `threads=1` for onnxruntime.
 from __future__ import annotations
 
 import csv
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -26,17 +25,11 @@ import numpy as np
 from sealkit.data.dataset import Dataset, Example
 
 
-@contextmanager
 def one_torch_thread():
-    """Run torch ops single-threaded inside the block, then restore the previous thread count."""
-    import torch
+    """Torch single-threaded inside the block (sealkit.train.probe.one_torch_thread; imported late: torch)."""
+    from sealkit.train.probe import one_torch_thread as single_thread
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    return single_thread()
 
 
 # Names in the tiny vocabulary, and the RGB colour each name would naturally suggest.

@@ -52,10 +52,12 @@ def _randomised(module: torch.nn.Module, seed: int) -> dict[str, np.ndarray]:
     return {name: value.detach().numpy() for name, value in module.state_dict().items()}
 
 
-def test_numpy_image_input_adapter_equals_torch():
-    module = ImageInputAdapter(3, 5)
+@pytest.mark.parametrize("dilations", [(1,), (1, 2), (2, 3), (1, 2, 4)])
+def test_numpy_image_input_adapter_equals_torch(dilations):
+    """The plain adapter (dilation 1) and the multi-scale ones (several dilated branches)."""
+    module = ImageInputAdapter(3, 5, dilations)
     params = _randomised(module, 0)
-    pixels = np.random.default_rng(0).normal(size=(2, 3, 7, 6)).astype(np.float32)
+    pixels = np.random.default_rng(0).normal(size=(2, 3, 9, 7)).astype(np.float32)
     with torch.no_grad():
         expected = module(torch.from_numpy(pixels)).numpy()
     np.testing.assert_allclose(F.image_input(params, pixels), expected, rtol=1e-4, atol=1e-5)

@@ -62,16 +62,6 @@ def test_the_layout_names_each_branch_and_the_context_kernel(pair_seal):
     assert shapes["towers.text.input.context.weight"] == (64, 1, 5)
 
 
-@pytest.mark.parametrize("dilations", [(1, 2), (2, 3), (1, 2, 4)])
-def test_numpy_multiscale_image_adapter_equals_torch(dilations):
-    module = ImageInputAdapter(3, 5, dilations)
-    params = _randomised(module, 0)
-    pixels = np.random.default_rng(0).normal(size=(2, 3, 9, 7)).astype(np.float32)
-    with torch.no_grad():
-        expected = module(torch.from_numpy(pixels)).numpy()
-    np.testing.assert_allclose(F.image_input(params, pixels), expected, rtol=1e-4, atol=1e-5)
-
-
 def test_a_dilated_branch_sees_further_than_the_plain_adapter():
     """A pixel 4 away changes the output only through the dilation-2 branch (the plain branch sees 2 pixels away at most)."""
     params = _randomised(ImageInputAdapter(3, 4, (1, 2)), 1)

@@ -134,8 +134,9 @@ def _short_run(objective: Objective, pack: AdapterPack, train: Dataset, config: 
 
 
 @contextmanager
-def _one_torch_thread() -> Iterator[None]:
-    """The fit is many tiny tensor operations on cached features; more threads only add overhead.
+def one_torch_thread() -> Iterator[None]:
+    """Torch single-threaded inside the block. The fit is many tiny tensor operations on cached
+    features; more threads only add overhead (the tests use it for the same reason).
 
     Measured on the 2-core machine under load: a 30-step mnist dga run spent 50 s in this fit with
     one torch thread and 240 s with two (docs/results.md, "Reproduce").
@@ -158,7 +159,7 @@ def fit_output_stage(objective: Objective, pack: AdapterPack, train: Dataset, va
     with cached_backbone(pack):
         _warm_cache(objective, train)
         _warm_cache(objective, val)
-    with cached_backbone(pack), _one_torch_thread():
+    with cached_backbone(pack), one_torch_thread():
         if fit_head and isinstance(objective, ClassifyObjective) and pack.head is not None:
             spec = objective.spec
             with torch.no_grad():
