@@ -35,6 +35,10 @@ def median_seconds(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
+def relative_error(got: np.ndarray, want: np.ndarray) -> float:
+    return float(np.linalg.norm(np.asarray(got) - want) / max(1e-12, float(np.linalg.norm(want))))
+
+
 def tower_feeds(seal, tower, batch: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     spec = tower.spec
     if spec.modality == "image":
@@ -85,13 +89,15 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--steps", type=int, default=20, help="adaptation steps per method (0 skips adaptation)")
     parser.add_argument("--devices", default="cpu,cuda", help="devices compared; the first is the reference (cpu alone: a dry run of this script)")
+    parser.add_argument("--seal", type=Path, help="use this exported seal instead of exporting --recipe here (the owner exported it elsewhere)")
+    parser.add_argument("--key", type=Path, help="the --seal's key file")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    if (args.seal is None) != (args.key is None):
+        parser.error("--seal and --key go together")
 
     import onnxruntime as ort
 
-    from sealkit.compile.export import export_seal
-    from sealkit.compile.recipe import load_recipe
     from sealkit.runtime.providers import active_providers
     from sealkit.runtime.seal import open_seal
     from sealkit.seal.crypto import read_key, write_keys
@@ -102,14 +108,21 @@ def main() -> int:
         print("no CUDAExecutionProvider: install onnxruntime-gpu in place of onnxruntime (docs/gpu.md)", file=sys.stderr)
         return 1
     work = Path(tempfile.mkdtemp(prefix="sealkit-gpu-"))
-    keys = write_keys(work / "keys")
-    seal_path = work / "model.seal"
-    started = time.perf_counter()
-    export_seal(load_recipe(args.recipe), seal_path, key=read_key(keys["key"]), exposure="dark")
-    results: dict = {"recipe": str(args.recipe), "batch": args.batch, "export_s": round(time.perf_counter() - started, 1), "towers": {}}
+    if args.seal is not None:
+        seal_path, key_path = args.seal, args.key
+        results: dict = {"seal": str(args.seal), "batch": args.batch, "towers": {}}
+    else:
+        from sealkit.compile.export import export_seal
+        from sealkit.compile.recipe import load_recipe
+
+        keys = write_keys(work / "keys")
+        seal_path, key_path = work / "model.seal", keys["key"]
+        started = time.perf_counter()
+        export_seal(load_recipe(args.recipe), seal_path, key=read_key(key_path), exposure="dark")
+        results = {"recipe": str(args.recipe), "batch": args.batch, "export_s": round(time.perf_counter() - started, 1), "towers": {}}
 
     rng = np.random.default_rng(0)
-    opened = {device: open_seal(seal_path, key=keys["key"], providers=device) for device in devices}
+    opened = {device: open_seal(seal_path, key=key_path, providers=device) for device in devices}
     results["active_providers"] = {device: active_providers(seal) for device, seal in opened.items()}
     print("active providers:", results["active_providers"])
     reference = opened[devices[0]]
@@ -118,10 +131,13 @@ def main() -> int:
         feeds = tower_feeds(reference, towers[devices[0]], args.batch, rng)
         expected = towers[devices[0]].forward(feeds)
         cotangent = np.ones_like(expected)
+        expected_grads = towers[devices[0]].vjp(feeds, cotangent)
         row = {}
         for device, tower in towers.items():
             got = tower.forward(feeds)
-            row[f"forward_rel_error_{device}"] = float(np.linalg.norm(got - expected) / max(1e-12, np.linalg.norm(expected)))
+            row[f"forward_rel_error_{device}"] = relative_error(got, expected)
+            grads = tower.vjp(feeds, cotangent)
+            row[f"vjp_rel_error_{device}"] = max(relative_error(grads.input_grads[name], want) for name, want in expected_grads.input_grads.items())
             row[f"forward_{device}_ms"] = 1e3 * median_seconds(lambda t=tower: t.forward(feeds), args.repeats)
             row[f"vjp_{device}_ms"] = 1e3 * median_seconds(lambda t=tower: t.vjp(feeds, cotangent), args.repeats)
         results["towers"][name] = row

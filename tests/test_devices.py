@@ -12,11 +12,12 @@ import onnxruntime as ort
 import pytest
 
 from sealkit.errors import DeviceError
-from sealkit.runtime.providers import CPU, CUDA, active_providers, resolve_providers
+from sealkit.runtime.providers import CPU, CUDA, active_providers, resolve_providers, session_providers
 from sealkit.runtime.seal import open_seal
 
 SEALKIT = str(Path(sys.executable).with_name("sealkit"))
 no_cuda = pytest.mark.skipif(CUDA in ort.get_available_providers(), reason="this onnxruntime has CUDA")
+with_cuda = pytest.mark.skipif(CUDA not in ort.get_available_providers(), reason="needs onnxruntime-gpu and a GPU")
 
 
 def test_cpu_is_honoured_and_reported(tiny_image_seal, key_bytes):
@@ -33,6 +34,25 @@ def test_names_resolve_to_provider_lists():
         resolve_providers("tpu")
     with pytest.raises(DeviceError, match="no BogusExecutionProvider"):
         resolve_providers(["BogusExecutionProvider"])
+
+
+def test_cuda_sessions_run_without_tf32():
+    """TF32 put EfficientNet's input gradient 6.8e-2 away from the CPU's on an H100 (docs/gpu.md)."""
+    assert session_providers([CUDA, CPU]) == [(CUDA, {"use_tf32": "0"}), CPU]
+    assert session_providers([CPU]) == [CPU]
+
+
+@with_cuda
+def test_cuda_gradients_match_the_cpu(tiny_image_seal, key_bytes):
+    import numpy as np
+
+    cpu, cuda = (open_seal(tiny_image_seal, key=key_bytes, providers=p).tower("image") for p in ("cpu", "cuda"))
+    name = cpu.spec.inputs[0].name
+    x = np.random.default_rng(0).normal(size=[4, *[int(d) for d in cpu.spec.inputs[0].shape[1:]]]).astype(np.float32)
+    out = cpu.forward({name: x})
+    want, got = cpu.vjp({name: x}, np.ones_like(out)), cuda.vjp({name: x}, np.ones_like(out))
+    error = np.linalg.norm(got.input_grads[name] - want.input_grads[name]) / np.linalg.norm(want.input_grads[name])
+    assert error < 1e-2
 
 
 @no_cuda

@@ -24,6 +24,10 @@ if TYPE_CHECKING:
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 DEVICES = {"cpu": [CPU], "cuda": [CUDA, CPU]}
+# Options sealkit gives a provider's sessions. TF32 off for CUDA: with onnxruntime's default (TF32 on)
+# EfficientNet-Lite0's input gradient on an H100 was 6.8e-2 (relative norm) from the CPU's, with it off
+# 1.3e-3, at the same speed (VJP 37.5 vs 39.4 ms, batch 32; docs/gpu.md).
+PROVIDER_OPTIONS: dict[str, dict[str, str]] = {CUDA: {"use_tf32": "0"}}
 GPU_HINT = "install onnxruntime-gpu in place of onnxruntime (pip uninstall -y onnxruntime && pip install 'sealkit[gpu]') on a machine with CUDA"
 
 
@@ -52,6 +56,11 @@ def resolve_providers(providers: str | Sequence[str] | None) -> list[str]:
         hint = GPU_HINT if CUDA in missing else "check the provider name"
         raise DeviceError(f"onnxruntime here has no {', '.join(missing)} (it has {', '.join(available)}); {hint}")
     return wanted
+
+
+def session_providers(providers: Sequence[str]) -> list[str | tuple[str, dict[str, str]]]:
+    """What `InferenceSession(providers=...)` gets: each provider name with sealkit's options for it."""
+    return [(name, PROVIDER_OPTIONS[name]) if name in PROVIDER_OPTIONS else name for name in providers]
 
 
 def active_providers(seal: Seal) -> list[str]:

@@ -21,7 +21,7 @@ from onnxruntime.capi import onnxruntime_pybind11_state as _ort_state
 from sealkit.data.text import TextEncoder
 from sealkit.errors import InputError, SealKeyError, SealkitError
 from sealkit.runtime.heap import mapped_allocations, release_free_heap
-from sealkit.runtime.providers import default_providers, resolve_providers  # noqa: F401  (default_providers: old import path)
+from sealkit.runtime.providers import default_providers, resolve_providers, session_providers  # noqa: F401  (default_providers: old import path)
 from sealkit.seal import crypto
 from sealkit.seal.container import SealFile, read_seal
 from sealkit.seal.manifest import Manifest, TensorSpec, TowerSpec
@@ -416,9 +416,9 @@ class Seal:
         options = self._session_options(training=training, in_graph_order=kind.startswith("backward"))
         if self.weights_mode == "copied":
             options.add_external_initializers(list(values), list(values.values()))
-            return _Graph(ort.InferenceSession(model.SerializeToString(), options, providers=self.providers), {}, training)
+            return _Graph(ort.InferenceSession(model.SerializeToString(), options, providers=session_providers(self.providers)), {}, training)
         weights_as_inputs(model)
-        return _Graph(ort.InferenceSession(model.SerializeToString(), options, providers=self.providers), values, training)
+        return _Graph(ort.InferenceSession(model.SerializeToString(), options, providers=session_providers(self.providers)), values, training)
 
 
 def open_seal(
