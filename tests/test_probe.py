@@ -104,3 +104,22 @@ def test_each_parameter_group_trains_at_its_own_learning_rate(image_seal, tmp_pa
             if AdapterPack.side(name) == kept:
                 np.testing.assert_array_equal(final[name], value.numpy(), err_msg=name)
         assert any(not np.array_equal(final[name], value.numpy()) for name, value in start.items() if AdapterPack.side(name) == moved)
+
+
+def test_a_text_head_starts_from_its_best_short_run(text_seal, tmp_path):
+    """A text head has no exact fit: the picked short run on the cache is the start when it beats the untrained one."""
+    from synthetic import permuted_colour_texts
+
+    train, val = permuted_colour_texts(8, seed=1), permuted_colour_texts(4, seed=2)  # zero-shot reads the wrong colour
+
+    def start(name: str, probe: bool) -> float:
+        config = TrainConfig(steps=60, batch=12, probe=probe, eval_every=60)  # 60 steps: full-length short runs
+        result = adapt(text_seal, train, val, tmp_path / name, method="output", config=config, progress=False, zero_shot=False)
+        assert result.fit.history[0]["step"] == 0
+        return result.fit.history[0]["accuracy"]
+
+    untrained, fitted = start("untrained.adapter", probe=False), start("fitted.adapter", probe=True)
+    assert fitted > untrained
+    probe = read_adapter_file(tmp_path / "fitted.adapter").meta["probe"]
+    short_runs = [score for name, score in probe["scores"].items() if name.startswith("lr=")]
+    assert probe["c"] is None and probe["metric"] == pytest.approx(max(short_runs)) == pytest.approx(fitted)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +40,6 @@ class DemoTask:
     items: str  # what one example is called in the log ("digits", "reviews")
     head: str | None = None  # the task head (None: the default for the modality)
     templates: tuple[str, ...] | None = None  # text head: class-name prompts
-    recipe_options: dict = field(default_factory=dict)
 
 
 TASKS = {
@@ -106,7 +105,7 @@ def demo(
         console.print(f"using the keys in {keys}")
 
     _step(f"2/6 owner: export a light seal of {spec.recipe} ({ENTRIES} entry points)")
-    options = {"entries": ENTRIES, **spec.recipe_options, **({"image_size": image_size} if spec.modality == "image" else {})}
+    options = {"entries": ENTRIES, **({"image_size": image_size} if spec.modality == "image" else {})}
     seal_path = out / (f"{spec.recipe}-{image_size}-{ENTRIES}.seal" if spec.modality == "image" else f"{spec.recipe}-{ENTRIES}.seal")
     if seal_path.exists():
         console.print(f"using the existing {seal_path} (delete it to re-export)")
