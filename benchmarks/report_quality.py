@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
@@ -204,6 +205,14 @@ def table(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def tick_label(method: str) -> str:
+    """A short axis label: the recipe options of a variant go on a second line, wrapped (the tables keep them whole)."""
+    if method == "zero-shot":
+        return "zero-shot/probe"
+    base, _, options = method.partition("[")
+    return base if not options else base + "\n" + textwrap.fill(options.removesuffix("]").replace(", ", ","), 22)
+
+
 def chart(results: dict, path: Path) -> None:
     import matplotlib
 
@@ -235,7 +244,7 @@ def chart(results: dict, path: Path) -> None:
                 label=f"{steps} steps",
             )
             low = min(low, float(np.min(means - np.nan_to_num(errors[0]))))
-        ax.set_xticks(range(len(methods)), [m if m != "zero-shot" else "zero-shot/probe" for m in methods], rotation=30, fontsize=8)
+        ax.set_xticks(range(len(methods)), [tick_label(m) for m in methods], rotation=30, fontsize=8)
         ax.set_title(TASK_TITLES.get(task, task).split(" (")[0], fontsize=9)
         any_cell = next(iter(next(iter(by_steps.values())).values()))
         ax.set_ylabel(next(iter(any_cell.values()))["main_metric"])
