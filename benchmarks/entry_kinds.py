@@ -20,7 +20,6 @@ import json
 import os
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -29,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 import sealkit  # noqa: E402
 from sealkit.adapters.config import AdapterConfig  # noqa: E402
+from sealkit.cli.demo_command import load_task_data  # noqa: E402
 from sealkit.compile.export import export_seal  # noqa: E402
 from sealkit.compile.recipe import load_recipe  # noqa: E402
 from sealkit.data.dataset import Dataset  # noqa: E402
@@ -53,18 +53,10 @@ VARIANTS = {
 
 
 def task_data(task: str) -> tuple[Dataset, Dataset, Dataset, dict]:
-    """The benchmark's split (benchmarks/quality.py task_data, data seed 0)."""
+    """The benchmark's split (data seed 0, 2000 / 400 / 1000), as `sealkit demo` loads it."""
     if task == "mnist":
-        pool = sealkit.load_dataset("mnist-5k")
-        test, rest = pool.split(0.3, seed=0)
-        val, train = rest.split(400 / len(rest), seed=0)
-        return train.subset(2000, seed=0), val, test.subset(1000, seed=0), {"head": "linear"}
-    pool = sealkit.load_dataset("rotten-tomatoes:sentiment")
-    names = {"fresh": "positive", "rotten": "negative"}
-    pool = Dataset([replace(e, label=names[e.label]) for e in pool.examples], pool.name, ["positive", "negative"])
-    test, rest = pool.split(0.3, seed=0, by_group=True)
-    val, train = rest.split(0.15, seed=0, by_group=True)
-    return train.subset(2000, seed=0), val.subset(400, seed=0), test.subset(1000, seed=0), {"templates": ["a {} movie review."]}
+        return (*load_task_data("mnist", 2000, 400, 1000), {"head": "linear"})
+    return (*load_task_data("rt-sentiment", 2000, 400, 1000), {"templates": ["a {} movie review."]})
 
 
 def main() -> None:
@@ -90,7 +82,9 @@ def main() -> None:
             export_seal(load_recipe(ROOT / "export" / recipe_file, **options), seal_path, key=key, exposure="light")
             print(f"exported {seal_path.name} in {time.time() - started:.0f}s", flush=True)
         seal = open_seal(seal_path, key=key)
-        train, val, test, extra = data.setdefault(task, task_data(task))
+        if task not in data:  # load each task's data once
+            data[task] = task_data(task)
+        train, val, test, extra = data[task]
         adapter = args.work / f"{name.replace(':', '_')}.adapter"
         started = time.time()
         config = TrainConfig(steps=int(steps), batch=32, lr=float(lr[0]) if lr else 2e-3, seed=int(seed), max_eval=400)

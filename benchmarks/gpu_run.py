@@ -35,10 +35,6 @@ def median_seconds(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def relative_error(got: np.ndarray, want: np.ndarray) -> float:
-    return float(np.linalg.norm(np.asarray(got) - want) / max(1e-12, float(np.linalg.norm(want))))
-
-
 def tower_feeds(seal, tower, batch: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     spec = tower.spec
     if spec.modality == "image":
@@ -98,6 +94,7 @@ def main() -> int:
 
     import onnxruntime as ort
 
+    from sealkit.compile.check import relative_error
     from sealkit.runtime.providers import active_providers
     from sealkit.runtime.seal import open_seal
     from sealkit.seal.crypto import read_key, write_keys
