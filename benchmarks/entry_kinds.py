@@ -28,9 +28,9 @@ sys.path.insert(0, str(ROOT))
 
 import sealkit  # noqa: E402
 from sealkit.adapters.config import AdapterConfig  # noqa: E402
-from sealkit.cli.demo_command import load_task_data  # noqa: E402
 from sealkit.compile.export import export_seal  # noqa: E402
 from sealkit.compile.recipe import load_recipe  # noqa: E402
+from sealkit.corpora.splits import task_splits  # noqa: E402
 from sealkit.data.dataset import Dataset  # noqa: E402
 from sealkit.runtime.evaluate import evaluate_adapter  # noqa: E402
 from sealkit.runtime.seal import open_seal  # noqa: E402
@@ -55,8 +55,8 @@ VARIANTS = {
 def task_data(task: str) -> tuple[Dataset, Dataset, Dataset, dict]:
     """The benchmark's split (data seed 0, 2000 / 400 / 1000), as `sealkit demo` loads it."""
     if task == "mnist":
-        return (*load_task_data("mnist", 2000, 400, 1000), {"head": "linear"})
-    return (*load_task_data("rt-sentiment", 2000, 400, 1000), {"templates": ["a {} movie review."]})
+        return (*task_splits("mnist", 2000, 400, 1000), {"head": "linear"})
+    return (*task_splits("rt-sentiment", 2000, 400, 1000), {"templates": ["a {} movie review."]})
 
 
 def main() -> None:

@@ -29,7 +29,6 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -43,6 +42,7 @@ from sklearn.linear_model import LogisticRegression  # noqa: E402
 import sealkit.train.api as api  # noqa: E402
 from sealkit.compile.export import export_seal  # noqa: E402
 from sealkit.compile.recipe import load_recipe  # noqa: E402
+from sealkit.corpora.splits import task_splits  # noqa: E402
 from sealkit.data import load_dataset  # noqa: E402
 from sealkit.data.dataset import Dataset  # noqa: E402
 from sealkit.fileio import atomic_write_json  # noqa: E402
@@ -76,20 +76,13 @@ def load(spec: str) -> Dataset:
 
 def task_data(task: str, seed: int, n_train: int, n_val: int, n_test: int) -> tuple[Dataset, Dataset, Dataset, dict]:
     """(train, val, test, adapt options): val and test fixed by seed 0, train a seeded subset of the rest."""
-    if task == "mnist":
-        test, rest = load("mnist-5k").split(0.3, seed=0)
-        val, pool = rest.split(n_val / len(rest), seed=0)
-        return pool.subset(n_train, seed=seed), val, test.subset(n_test, seed=0), {"head": "linear"}
     if task == "fashion":
         val, pool = load("fashion-mnist:train").subset(2 * n_train + n_val, seed=0).split(n_val / (2 * n_train + n_val), seed=0)
         return pool.subset(n_train, seed=seed), val, load("fashion-mnist:test").subset(n_test, seed=0), {"head": "linear"}
-    pool = load("rotten-tomatoes:sentiment")
-    names = {"fresh": "positive", "rotten": "negative"}
-    pool = Dataset([replace(e, label=names[e.label]) for e in pool.examples], pool.name, ["positive", "negative"])
-    test, rest = pool.split(0.3, seed=0, by_group=True)
-    val, train = rest.split(0.15, seed=0, by_group=True)
-    options = {"head": "text", "templates": ["a {} movie review."]} if task == "rt-text" else {"head": "linear"}
-    return train.subset(n_train, seed=seed), val.subset(n_val, seed=0), test.subset(n_test, seed=0), options
+    train, val, test = task_splits("mnist" if task == "mnist" else "rt-sentiment", n_train, n_val, n_test, seed=0, train_seed=seed, load=load)
+    if task == "rt-text":
+        return train, val, test, {"head": "text", "templates": ["a {} movie review."]}
+    return train, val, test, {"head": "linear"}
 
 
 def memoise_objectives() -> None:

