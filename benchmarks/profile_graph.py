@@ -64,7 +64,12 @@ def main(argv: list[str] | None = None) -> int:
             if value.name in feeds:
                 continue
             shape = [sizes.get(d, args.batch) if isinstance(d, str) or d is None else d for d in value.shape]
-            array = np.ones(shape, np.int64) if "int64" in value.type else rng.standard_normal(shape).astype(np.float32)
+            if "int64" in value.type:
+                array = np.ones(shape, np.int64)
+            elif "bool" in value.type:  # a backward graph's saved masks
+                array = rng.random(shape) < 0.5
+            else:
+                array = rng.standard_normal(shape).astype(np.float32)
             feeds[value.name] = ort.OrtValue.ortvalue_from_numpy(array)
         names = [o.name for o in session.get_outputs()]
         for _ in range(args.runs):

@@ -26,7 +26,7 @@ Usage:
       --json benchmarks/results/seal_speed.json
 Seals (with residual graphs) are exported into a temporary folder, or into --seal-dir, where
 existing seals (and the key file seal.key) are reused. `--e2e` adds end-to-end dga training steps/s
-against a torch loop through the same frozen backbone into the same adapters (benchmarks/dga_loop.py).
+against a torch loop through the same frozen backbone into the same adapters (benchmarks/train_steps.py).
 """
 
 from __future__ import annotations
@@ -451,7 +451,7 @@ def bench_recipe(name: str, seal_path: Path, key: bytes, args, log) -> list[dict
     return results
 
 
-E2E_METHODS = ("dga-seal", "dga-seal-recompute", "dga-torch")
+E2E_METHODS = ("dga-seal", "dga-seal-shared", "dga-seal-recompute", "dga-torch")  # dga-seal: open_seal's default weights ("auto")
 
 
 def bench_e2e(name: str, seal_path: Path, key: bytes, args, log) -> dict:
@@ -469,7 +469,8 @@ def bench_e2e(name: str, seal_path: Path, key: bytes, args, log) -> dict:
     steps = {}
     for method in E2E_METHODS:
         recipe = load_recipe(EXPORT / file, **options) if method == "dga-torch" else None
-        steps[method] = make_step(method, open_seal(seal_path, key=key, threads=args.threads), recipe, args.batch)
+        weights = "shared" if method.endswith("-shared") else "auto"
+        steps[method] = make_step(method, open_seal(seal_path, key=key, threads=args.threads, weights=weights), recipe, args.batch)
     losses = {method: [step() for _ in range(2)] for method, step in steps.items()}  # warm-up; same losses: same adapters and backbone
     log(f"{name}: e2e warm-up losses {json.dumps(losses)}")
     times = {m: [] for m in steps}
@@ -583,12 +584,16 @@ def markdown(report: dict) -> str:
             "",
             "speed vs torch = torch's step time / the method's, per round (median [p25-p75]); > 1 is faster than the torch loop.",
             "",
-            "| recipe | dga through the seal, residuals | dga through the seal, recompute | torch loop, same adapters, frozen backbone | residuals vs torch | recompute vs torch |",
-            "| --- | ---: | ---: | ---: | ---: | ---: |",
+            "Residuals: the seal's one-forward training graphs; weights as `open_seal` opens them by default (`auto`: copied",
+            "for a graph with up to 32 MiB of weights, shared above), and all shared. Recompute: forward + VJP, default weights.",
+            "",
+            "| recipe | dga through the seal, residuals, default weights | residuals, shared weights | recompute | torch loop, same adapters, frozen backbone "
+            "| residuals (default) vs torch | residuals (shared) vs torch | recompute vs torch |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         for name, e in report["e2e"].items():
-            cells = [f"{e[m]['steps_per_s']:.2f}" for m in E2E_METHODS]
-            vs = [f"{e[m]['speed_vs_torch']:.2f}x [{e[m]['speed_vs_torch_p25_p75'][0]:.2f}-{e[m]['speed_vs_torch_p25_p75'][1]:.2f}]" for m in E2E_METHODS[:2]]
+            cells = [f"{e[m]['steps_per_s']:.2f}" if m in e else "-" for m in E2E_METHODS]  # runs from before the shared row lack it
+            vs = [f"{e[m]['speed_vs_torch']:.2f}x [{e[m]['speed_vs_torch_p25_p75'][0]:.2f}-{e[m]['speed_vs_torch_p25_p75'][1]:.2f}]" if m in e else "-" for m in E2E_METHODS[:3]]
             lines.append(f"| {name} | {' | '.join(cells)} | {' | '.join(vs)} |")
     if report["memory"]:
         lines += [

@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from seal_speed import EXPORT, RECIPES, gc_collect, hwm_bytes, rss_bytes  # noqa: E402
 
-CONFIGS = ("dga-seal", "dga-seal-recompute", "lga-seal", "dga-torch", "lora", "full")
+CONFIGS = ("dga-seal", "dga-seal-shared", "lga-seal", "lga-seal-shared", "dga-seal-recompute", "dga-torch", "lora", "full")
+# "-shared": the seal opened with weights="shared" (the others: open_seal's default, "auto")
 
 
 def seal_path(recipe: str, seal_dir: Path) -> Path:
@@ -58,11 +59,12 @@ def worker(cfg: dict) -> dict:
     torch.set_num_threads(cfg["threads"])
     gc_collect()
     out = {"config": cfg["method"], "baseline": rss_bytes()}
-    seal = open_seal(cfg["seal"], key=read_key(cfg["key"]), threads=cfg["threads"])
+    weights = "shared" if cfg["method"].endswith("-shared") else "auto"
+    seal = open_seal(cfg["seal"], key=read_key(cfg["key"]), threads=cfg["threads"], weights=weights)
     file, options = RECIPES[cfg["recipe"]]
     # the seal methods never touch the torch model; only the white-box ones load it
     recipe = load_recipe(EXPORT / file, **options) if cfg["method"] in ("dga-torch", "lora", "full") else None
-    step = make_step(cfg["method"], seal, recipe, cfg["batch"])
+    step = make_step(cfg["method"].removesuffix("-shared"), seal, recipe, cfg["batch"])
     gc_collect()
     out["built"] = rss_bytes()
     started = time.perf_counter()

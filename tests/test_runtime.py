@@ -171,9 +171,9 @@ def test_the_text_seal_holds_its_embedding_table_once(text_seal, text_recipe):
     assert 0.9 * 4 * parameters <= text_seal.weight_bytes <= 1.05 * 4 * parameters
 
 
-def test_shared_and_copied_weight_modes_give_the_same_results(tiny_image_seal, key_bytes, image_seal):
+def test_shared_and_copied_weight_modes_give_the_same_results(tiny_image_seal, key_bytes):
     copied = open_seal(tiny_image_seal, key=key_bytes, weights="copied").tower("image")
-    shared = image_seal.tower("image")
+    shared = open_seal(tiny_image_seal, key=key_bytes, weights="shared").tower("image")
     x, cot, entries = pixels(3, seed=4), np.ones((3, 48), np.float32), entries_for(shared, seed=4)
     np.testing.assert_allclose(copied.forward(x), shared.forward(x), rtol=1e-5, atol=1e-6)
     a, b = copied.vjp(x, cot, entries), shared.vjp(x, cot, entries)
@@ -182,6 +182,19 @@ def test_shared_and_copied_weight_modes_give_the_same_results(tiny_image_seal, k
         np.testing.assert_allclose(a.entry_grads[name], b.entry_grads[name], rtol=1e-4, atol=1e-6)
     with pytest.raises(SealkitError, match="weights must be one of"):
         open_seal(tiny_image_seal, key=key_bytes, weights="mmap")
+
+
+def test_auto_weights_copy_small_graphs_and_share_big_ones(tiny_image_seal, key_bytes, monkeypatch):
+    import sealkit.runtime.seal as seal_module
+
+    x = pixels(2, seed=5)
+    small = open_seal(tiny_image_seal, key=key_bytes).tower("image")  # "auto" is the default
+    small.forward(x)
+    assert all(not graph.weight_feeds for graph in small._graphs.values())  # onnxruntime owns a copy
+    monkeypatch.setattr(seal_module, "AUTO_COPY_BYTES", 1024)  # now every graph of the tiny seal is "big"
+    big = open_seal(tiny_image_seal, key=key_bytes, weights="auto").tower("image")
+    np.testing.assert_allclose(big.forward(x), small.forward(x), rtol=1e-5, atol=1e-6)
+    assert all(graph.weight_feeds for graph in big._graphs.values())  # fed from the one shared pool
 
 
 # --- text towers ------------------------------------------------------------------------------

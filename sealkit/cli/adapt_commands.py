@@ -27,6 +27,8 @@ from sealkit.cli.common import (
     OnBad,
     TaskKind,
     VerifyKeyOption,
+    Weights,
+    WeightsOption,
     app,
     console,
     emit_json,
@@ -147,6 +149,7 @@ def adapt(
     on_bad: OnBad = typer.Option("skip", "--on-bad", help="A bad file in the data: skip (and report) or error."),
     key: Optional[Path] = KeyOption,
     device: Device = DeviceOption,
+    weights: Weights = WeightsOption,
     verify_key: Optional[Path] = VerifyKeyOption,
     image_col: Optional[str] = DataOpts["image_col"],
     text_col: Optional[str] = DataOpts["text_col"],
@@ -170,7 +173,7 @@ def adapt(
     dilations = _parse_dilations(image_dilations)
     _check_text_context(text_context)
     columns = dict(image_col=image_col, text_col=text_col, text_b_col=text_b_col, label_col=label_col, group_col=group_col)
-    opened = open_seal_checked(seal, key, verify_key, providers=device.value)
+    opened = open_seal_checked(seal, key, verify_key, providers=device.value, weights=weights.value)
     train_set = _load(train, columns, on_bad, limit, captions)
     if val:
         val_set = _load(val, columns, on_bad, val_limit, captions)
@@ -246,6 +249,7 @@ def eval_command(
     key: Optional[Path] = KeyOption,
     verify_key: Optional[Path] = VerifyKeyOption,
     device: Device = DeviceOption,
+    weights: Weights = WeightsOption,
     image_col: Optional[str] = DataOpts["image_col"],
     text_col: Optional[str] = DataOpts["text_col"],
     text_b_col: Optional[str] = DataOpts["text_b_col"],
@@ -261,7 +265,7 @@ def eval_command(
         check_output_path(json_out, "--json-out")
     at_least("--limit", limit, 1)
     check_templates(template)
-    opened = open_seal_checked(seal, key, verify_key, providers=device.value)
+    opened = open_seal_checked(seal, key, verify_key, providers=device.value, weights=weights.value)
     columns = dict(image_col=image_col, text_col=text_col, text_b_col=text_b_col, label_col=label_col, group_col=group_col)
     dataset = _load(data, columns, on_bad, limit, captions)
     with console.status("evaluating ..."):
@@ -317,6 +321,7 @@ def predict(
     key: Optional[Path] = KeyOption,
     verify_key: Optional[Path] = VerifyKeyOption,
     device: Device = DeviceOption,
+    weights: Weights = WeightsOption,
 ) -> None:
     """Labels, top-k matches or embeddings for images and texts, on the torch-free runtime."""
     from sealkit.adapters.functional import normalise
@@ -324,7 +329,7 @@ def predict(
 
     at_least("--top-k", top_k, 1)
     images, texts = _split_inputs(inputs)  # bad inputs fail before the seal and adapter are loaded
-    opened = open_seal_checked(seal, key, verify_key, providers=device.value)
+    opened = open_seal_checked(seal, key, verify_key, providers=device.value, weights=weights.value)
     runtime = TaskRuntime(opened, adapter)
     groups = [("image", images), ("text", texts)]
     results = []

@@ -215,7 +215,9 @@ def check(
     need_extra("export", "sealkit check")
     from sealkit.compile.check import DEFAULT_TOLERANCE, assert_parity, check_seal
     from sealkit.compile.recipe import load_recipe
-    opened = open_seal_checked(seal, key, verify_key)
+    # the graphs as exported: with copied weights onnxruntime re-lays out convolutions (NCHWc), which
+    # moves values by ~1e-6 and so, now and then, a value across a ReLU6 kink (docs/benchmarks.md)
+    opened = open_seal_checked(seal, key, verify_key, weights="shared")
     loaded = load_recipe(recipe, **parse_options(set_))
     limit = tolerance if tolerance is not None else (loaded.tolerance or DEFAULT_TOLERANCE)
     with console.status("comparing the seal with torch autograd ..."):

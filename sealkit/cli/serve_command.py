@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from sealkit.cli.common import Device, DeviceOption, KeyOption, LogLevel, VerifyKeyOption, Weights, app, console, need_extra, open_seal_checked, warn
+from sealkit.cli.common import Device, DeviceOption, KeyOption, LogLevel, VerifyKeyOption, Weights, WeightsOption, app, console, need_extra, open_seal_checked, warn
 from sealkit.errors import ServeError
 
 
@@ -33,7 +33,7 @@ def serve(
     no_batching: bool = typer.Option(False, "--no-batching", help="Run each request's backbone call alone, at once."),
     poll_seconds: float = typer.Option(1.0, "--poll-seconds", help="Rescan the adapters folder this often (0: only on POST /admin/reload)."),
     threads: int = typer.Option(0, "--threads", help="onnxruntime threads per backbone call (0: all cores)."),
-    weights: Weights = typer.Option("shared", "--weights", help="shared: the weights held once (least memory); copied: onnxruntime's own optimised copy per graph (faster small batches, about one more weights' worth of memory)."),
+    weights: Weights = WeightsOption,
     log_level: LogLevel = typer.Option("info", "--log-level", help="Server log level."),
     engine: str = typer.Option("local", "--engine", help="local: this process (the default); ray: a Ray Serve app on the Ray cluster (RAY_ADDRESS, or a local one), needs sealkit[ray]."),
     replicas: str = typer.Option("1", "--replicas", help="--engine ray: backbone replicas per tower, N or autoscaling bounds MIN-MAX."),

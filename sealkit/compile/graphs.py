@@ -26,6 +26,7 @@ from torch.fx.experimental import _config as fx_config
 from torch.fx.experimental.proxy_tensor import make_fx
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from sealkit.compile.onnx_passes import fold_crops_into_convolutions
 from sealkit.errors import ExportError
 
 MAX_BATCH = 1 << 16
@@ -251,7 +252,9 @@ def export_vjp(
                 traced = make_fx(vjp, tracing_mode="symbolic", _allow_non_fake_inputs=True, decomposition_table=_decompositions())(*args, cotangent)
             names = list(input_names) + [f"grad_{output_name}"]
             outputs = [output_name] + [f"grad_{input_names[i]}" for i in diff_positions]
-            return _to_onnx(_Flat(traced), (*args, cotangent), names, outputs, _dynamic_shapes(_Flat(traced), [*dims, output_dims], max_sequence))
+            model = _to_onnx(_Flat(traced), (*args, cotangent), names, outputs, _dynamic_shapes(_Flat(traced), [*dims, output_dims], max_sequence))
+            fold_crops_into_convolutions(model)
+            return model
     except ExportError:
         raise
     except Exception as exc:

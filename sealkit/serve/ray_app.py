@@ -272,7 +272,7 @@ def build_app(
     replicas: str | int = 1,
     replica_cpus: float = 1.0,
     threads: int = 0,
-    weights: str = "shared",
+    weights: str = "auto",
     frontends: int = 1,
 ):
     """The Ray Serve application: one backbone deployment per tower, and the HTTP frontend.
@@ -323,7 +323,7 @@ def app_builder(args: dict[str, str]):
     return build_app(
         args["seal"], args["adapters"], key=args.get("key"), verify_key=args.get("verify_key"), config=config,
         replicas=args.get("replicas", 1), replica_cpus=float(args.get("replica_cpus", 1.0)), threads=int(args.get("threads", 0)),
-        weights=args.get("weights", "shared"), frontends=int(args.get("frontends", 1)),
+        weights=args.get("weights", "auto"), frontends=int(args.get("frontends", 1)),
     )
 
 

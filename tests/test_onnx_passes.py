@@ -1,0 +1,84 @@
+"""The crop folding at export (sealkit/compile/onnx_passes.py): same numbers, no crop left."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from onnx import TensorProto, helper
+from torch import nn
+
+from sealkit.compile.check import relative_error
+from sealkit.compile.graphs import export_vjp
+from sealkit.compile.onnx_passes import fold_crops_into_convolutions
+
+
+def _conv_then_crop(crop: list[int], strides=(1, 1), second_reader: bool = False) -> onnx.ModelProto:
+    """x -> Conv(3x3, pads 2) -> Pad(crop) -> y (and optionally the conv output as a second output)."""
+    weight = helper.make_tensor("w", TensorProto.FLOAT, [4, 3, 3, 3], np.random.default_rng(0).standard_normal(108).astype(np.float32))
+    pads = helper.make_tensor("crop", TensorProto.INT64, [8], crop)
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], pads=[2, 2, 2, 2], strides=list(strides)),
+        helper.make_node("Pad", ["c", "crop"], ["y"], mode="constant"),
+    ]
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]
+    if second_reader:
+        outputs.append(helper.make_tensor_value_info("c", TensorProto.FLOAT, None))
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 9, 9])], outputs, [weight, pads])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(["y"], {"x": x})[0]
+
+
+def test_a_crop_after_a_convolution_becomes_the_convolutions_padding():
+    x = np.random.default_rng(1).standard_normal((2, 3, 9, 9)).astype(np.float32)
+    for crop in ([0, 0, -1, -1, 0, 0, -1, -1], [0, 0, 0, 0, 0, 0, -1, -2], [0, 0, -2, 0, 0, 0, 0, -2]):
+        model = _conv_then_crop(crop)
+        expected = _run(model, x)
+        assert fold_crops_into_convolutions(model) == 1
+        assert [n.op_type for n in model.graph.node] == ["Conv"] and [i.name for i in model.graph.initializer] == ["w"]
+        np.testing.assert_allclose(_run(model, x), expected, rtol=1e-6, atol=1e-6)
+
+
+def test_crops_that_cannot_fold_are_left_alone():
+    for model in (
+        _conv_then_crop([0, 0, -1, -1, 0, 0, -1, -1], strides=(2, 2)),  # a strided conv: a crop of c is not a padding of c
+        _conv_then_crop([0, 0, -3, -1, 0, 0, -1, -1]),  # deeper than the padding
+        _conv_then_crop([0, 0, -1, -1, 0, 0, -1, -1], second_reader=True),  # the uncropped tensor is read too
+        _conv_then_crop([0, -1, 0, 0, 0, 0, 0, 0]),  # a channel crop
+    ):
+        assert fold_crops_into_convolutions(model) == 0
+        assert [n.op_type for n in model.graph.node] == ["Conv", "Pad"]
+
+
+class _SamePadded(nn.Module):
+    """TF-style "same" padding as EfficientNet-Lite has it: explicit zero pads before convs with padding 0."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.ZeroPad2d(1), nn.Conv2d(4, 4, 3, groups=4), nn.ReLU6(),
+            nn.ZeroPad2d((0, 1, 0, 1)), nn.Conv2d(4, 8, 3, stride=2, groups=4), nn.ReLU6(),
+            nn.ZeroPad2d(2), nn.Conv2d(8, 6, 5),
+        )  # fmt: skip
+
+    def forward(self, x):
+        return self.body(x)
+
+
+def test_the_vjp_of_same_padded_convolutions_has_no_crop_and_matches_autograd():
+    torch.manual_seed(0)
+    module = _SamePadded().eval()
+    model = export_vjp(module, (torch.randn(2, 4, 12, 12),), [{0: "batch"}], [True], ["x"], "y", {0: "batch"})
+    crops = [n for n in model.graph.node if n.op_type == "Pad" and any(v < 0 for v in onnx.numpy_helper.to_array(next(i for i in model.graph.initializer if i.name == n.input[1])))]
+    assert not crops
+    x = torch.randn(3, 4, 12, 12, requires_grad=True)
+    y = module(x)
+    cotangent = torch.randn_like(y)
+    y.backward(cotangent)
+    output, grad = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x.detach().numpy(), "grad_y": cotangent.numpy()})
+    assert relative_error(output, y.detach().numpy()) < 1e-5
+    assert relative_error(grad, x.grad.numpy()) < 1e-5
