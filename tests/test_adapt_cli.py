@@ -85,6 +85,12 @@ def test_predict_json_labels_are_class_names(trained, tiny_pair_seal, keys, data
     for row in content["results"]:
         assert len(row["predictions"]) == 2
         assert all(p["label"] in NAMES and 0.0 <= p["probability"] <= 1.0 for p in row["predictions"])
+    # the weight modes are memory against speed: the same predictions either way
+    shared = sealkit("predict", tiny_pair_seal, *images, "--adapter", trained["adapter"], "--json", "--top-k", 2, "--key", keys["key"], "--weights", "shared")
+    assert shared.returncode == 0, shared.stdout + shared.stderr
+    for a, b in zip(content["results"], json.loads(shared.stdout)["results"]):
+        assert [p["label"] for p in a["predictions"]] == [p["label"] for p in b["predictions"]]
+        assert [p["probability"] for p in a["predictions"]] == pytest.approx([p["probability"] for p in b["predictions"]], abs=1e-5)
 
 
 # --- errors --------------------------------------------------------------------------------------
