@@ -37,6 +37,11 @@ SETTINGS = [
     ("dga lr 5e-3 out auto", "dga", 5e-3, None, True),
     ("dga lr 5e-4 out auto", "dga", 5e-4, None, True),
     ("dga lr 1e-2 out auto", "dga", 1e-2, None, True),
+    ("dga lr 2e-3 out 0", "dga", 2e-3, 0.0, True),  # the fitted head and output adapter frozen: the input adapter alone
+    ("dga lr 1e-2 out 0", "dga", 1e-2, 0.0, True),
+    ("dga lr 5e-4 out 0", "dga", 5e-4, 0.0, True),
+    ("dga no-probe lr 1e-2", "dga", 1e-2, 1e-2, False),
+    ("output no-probe lr 1e-2", "output", 1e-2, 1e-2, False),
 ]
 
 
