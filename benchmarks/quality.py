@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 import os
 import re
@@ -152,11 +153,12 @@ def task_data(task: str, sizes: dict[str, int], seed: int):
         template = "a photo of a {}."
         return with_captions(train, template), with_captions(val, template), with_captions(test, template), {"recall_ks": (1,)}
     if task in SPLIT_TASKS:
-        train, val, test = task_splits(task, n_train, n_val, n_test, seed=seed)
+        load = functools.cache(load_dataset)  # rt-retrieval reads its pairs for the split and for the distractors
+        train, val, test = task_splits(task, n_train, n_val, n_test, seed=seed, load=load)
         if task == "rt-sentiment":
             return train, val, test, {"templates": ["a {} movie review."]}
         if task == "rt-retrieval":
-            movies = {e.group for e in load_dataset("rotten-tomatoes:review-plot").examples}
+            movies = {e.group for e in load("rotten-tomatoes:review-plot").examples}
             distractors = [e.text_b for e in load_dataset("rotten-tomatoes:plots").examples if e.group not in movies]
             return train, val, test, {"distractors": distractors, "recall_ks": (1, 10, 50)}
         return train, val, test, {}
