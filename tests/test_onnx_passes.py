@@ -1,4 +1,4 @@
-"""The crop folding at export (sealkit/compile/onnx_passes.py): same numbers, no crop left."""
+"""The ONNX passes at export (sealkit/compile/onnx_passes.py): crop folding and ReLU6 masks read from the Clip's output; same numbers."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from torch import nn
 
 from sealkit.compile.check import relative_error
 from sealkit.compile.graphs import export_vjp
-from sealkit.compile.onnx_passes import fold_crops_into_convolutions
+from sealkit.compile.onnx_passes import compare_clip_outputs, fold_crops_into_convolutions
 
 
 def _conv_then_crop(crop: list[int], strides=(1, 1), second_reader: bool = False) -> onnx.ModelProto:
@@ -75,6 +75,9 @@ def test_the_vjp_of_same_padded_convolutions_has_no_crop_and_matches_autograd():
     model = export_vjp(module, (torch.randn(2, 4, 12, 12),), [{0: "batch"}], [True], ["x"], "y", {0: "batch"})
     crops = [n for n in model.graph.node if n.op_type == "Pad" and any(v < 0 for v in onnx.numpy_helper.to_array(next(i for i in model.graph.initializer if i.name == n.input[1])))]
     assert not crops
+    clip_outputs = {n.output[0] for n in model.graph.node if n.op_type == "Clip"}
+    comparisons = [n for n in model.graph.node if n.op_type in ("Greater", "Less")]
+    assert comparisons and all(n.input[0] in clip_outputs for n in comparisons)  # the ReLU6 masks read the activations
     x = torch.randn(3, 4, 12, 12, requires_grad=True)
     y = module(x)
     cotangent = torch.randn_like(y)
@@ -82,3 +85,39 @@ def test_the_vjp_of_same_padded_convolutions_has_no_crop_and_matches_autograd():
     output, grad = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x.detach().numpy(), "grad_y": cotangent.numpy()})
     assert relative_error(output, y.detach().numpy()) < 1e-5
     assert relative_error(grad, x.grad.numpy()) < 1e-5
+
+
+def _relu6_with_masks(greater_than: float = 0.0, op: str = "Greater") -> onnx.ModelProto:
+    """x -> Conv -> c; y = Clip(c, 0, 6); m = op(c, greater_than) & Less(c, 6): a ReLU6 and its backward mask, as VJP graphs have them."""
+    weight = helper.make_tensor("w", TensorProto.FLOAT, [4, 3, 1, 1], np.random.default_rng(0).standard_normal(12).astype(np.float32) * 4)
+    constants = [helper.make_tensor(name, TensorProto.FLOAT, [], [value]) for name, value in (("lo", 0.0), ("hi", 6.0), ("t", greater_than))]
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"]),
+        helper.make_node("Clip", ["c", "lo", "hi"], ["y"]),
+        helper.make_node(op, ["c", "t"], ["above"]),
+        helper.make_node("Less", ["c", "hi"], ["below"]),
+        helper.make_node("And", ["above", "below"], ["m"]),
+    ]
+    outputs = [helper.make_tensor_value_info(name, elem, None) for name, elem in (("y", TensorProto.FLOAT), ("m", TensorProto.BOOL))]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 5, 5])], outputs, [weight, *constants])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_relu6_masks_read_the_clips_output_and_stay_the_same_at_the_bounds():
+    x = np.random.default_rng(1).standard_normal((2, 3, 5, 5)).astype(np.float32)
+    x[0, :, 0, 0] = 0.0  # conv output exactly 0 (at the lower bound)
+    model = _relu6_with_masks()
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    before = session.run(["y", "m"], {"x": x})
+    assert compare_clip_outputs(model) == 2
+    assert [n.input[0] for n in model.graph.node if n.op_type in ("Greater", "Less")] == ["y", "y"]
+    after = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(["y", "m"], {"x": x})
+    np.testing.assert_array_equal(after[0], before[0])
+    np.testing.assert_array_equal(after[1], before[1])
+    assert 0 < before[1].mean() < 1 and not before[1][0, :, 0, 0].any()  # some masked, some not; the zeros masked
+
+
+def test_comparisons_other_than_the_clips_bounds_are_left_alone():
+    for model in (_relu6_with_masks(greater_than=1.0), _relu6_with_masks(op="GreaterOrEqual")):
+        assert compare_clip_outputs(model) == 1  # only Less(c, 6) qualifies
+        assert next(n for n in model.graph.node if n.op_type in ("Greater", "GreaterOrEqual")).input[0] == "c"

@@ -26,7 +26,7 @@ from torch.fx.experimental import _config as fx_config
 from torch.fx.experimental.proxy_tensor import make_fx
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from sealkit.compile.onnx_passes import fold_crops_into_convolutions
+from sealkit.compile.onnx_passes import compare_clip_outputs, fold_crops_into_convolutions
 from sealkit.errors import ExportError
 
 MAX_BATCH = 1 << 16
@@ -254,6 +254,7 @@ def export_vjp(
             outputs = [output_name] + [f"grad_{input_names[i]}" for i in diff_positions]
             model = _to_onnx(_Flat(traced), (*args, cotangent), names, outputs, _dynamic_shapes(_Flat(traced), [*dims, output_dims], max_sequence))
             fold_crops_into_convolutions(model)
+            compare_clip_outputs(model)
             return model
     except ExportError:
         raise
