@@ -2,7 +2,8 @@
 
 Usage:
   .venv/bin/python benchmarks/profile_graph.py SEAL --key seal.key --graph vjp --batch 8 [--weights shared]
-Runs the graph `--runs` times on random inputs and reports the last run, per op type and, for
+Runs the graph `--runs` times on random inputs (`--graph backward`: on the residuals forward_saved
+returns for random inputs) and reports the last run, per op type and, for
 convolutions, per kind (dense or grouped, kernel, stride). Node names in the optimised graph come from
 onnxruntime, so fused nodes (e.g. NCHWc convolutions) appear under their new op type.
 Never imports torch.
@@ -60,14 +61,19 @@ def main(argv: list[str] | None = None) -> int:
         session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
         rng = np.random.default_rng(0)
         sizes = {"batch": args.batch, "sequence": args.seq}
+        if args.graph == "backward":  # the residuals come from forward_saved on random inputs: their shapes are the activations'
+            tower_feeds = {}
+            for spec in tower.spec.inputs:
+                shape = [sizes.get(d, args.batch) if isinstance(d, str) else d for d in spec.shape]
+                tower_feeds[spec.name] = np.ones(shape, np.int64) if spec.dtype == "int64" else rng.standard_normal(shape).astype(np.float32)
+            _, residuals = tower.forward_for_backward(tower_feeds, chunk=args.batch)
+            feeds.update({name: ort.OrtValue.ortvalue_from_numpy(value) for name, value in residuals.chunks[0].items()})
         for value in session.get_inputs():
             if value.name in feeds:
                 continue
             shape = [sizes.get(d, args.batch) if isinstance(d, str) or d is None else d for d in value.shape]
             if "int64" in value.type:
                 array = np.ones(shape, np.int64)
-            elif "bool" in value.type:  # a backward graph's saved masks
-                array = rng.random(shape) < 0.5
             else:
                 array = rng.standard_normal(shape).astype(np.float32)
             feeds[value.name] = ort.OrtValue.ortvalue_from_numpy(array)

@@ -78,6 +78,8 @@ def test_the_vjp_of_same_padded_convolutions_has_no_crop_and_matches_autograd():
     clip_outputs = {n.output[0] for n in model.graph.node if n.op_type == "Clip"}
     comparisons = [n for n in model.graph.node if n.op_type in ("Greater", "Less")]
     assert comparisons and all(n.input[0] in clip_outputs for n in comparisons)  # the ReLU6 masks read the activations
+    # the strided depthwise conv's backward inserts zeros with a 1x1 transposed convolution, not a pad of a 6-D reshape
+    assert [n.op_type for n in model.graph.node].count("ConvTranspose") == 1
     x = torch.randn(3, 4, 12, 12, requires_grad=True)
     y = module(x)
     cotangent = torch.randn_like(y)
