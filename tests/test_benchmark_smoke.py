@@ -83,3 +83,24 @@ def test_quality_benchmark_smoke_runs_every_method_resumes_and_reports_intervals
         mean = float(cells[2])
         assert t_low <= mean <= t_high and boot_low <= mean <= boot_high
     assert "white-box gain (full - baseline), points" in table
+
+
+def _results_file(path: Path, method: str, correct: dict[int, str], val: float) -> str:
+    runs = {f"mnist|{method}|150|{seed}": {"task": "mnist", "method": method, "steps": 150, "seed": seed, "correct": bits, "val_best": val} for seed, bits in correct.items()}
+    path.write_text(json.dumps({"settings": {"train": 10}, "runs": runs}))
+    return str(path)
+
+
+def test_compare_variants_gives_paired_differences_on_common_seeds(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from compare_variants import main
+
+    base = _results_file(tmp_path / "base.json", "lga[entries=residual]", {0: "1100", 1: "1010", 2: "0000"}, 0.5)
+    variant = _results_file(tmp_path / "variant.json", "lga[entries=residual]", {0: "1110", 1: "1011"}, 0.75)
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "compare_variants.py"), "--task", "mnist", "--steps", "150", f"{base}:lga", f"{variant}:lga"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    # seeds 0 and 1 only (the variant has no seed 2): 6/8 against 4/8
+    assert "seeds [0, 1]" in result.stdout and "test 0.7500 - 0.5000 = +25.0 points" in result.stdout, result.stdout
+    assert "validation 0.7500 vs 0.5000" in result.stdout
+    with pytest.raises(SystemExit, match="no mnist runs at 150 steps match 'lora'"):
+        main(["--task", "mnist", "--steps", "150", f"{base}:lora", f"{variant}:lga"])
