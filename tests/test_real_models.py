@@ -100,8 +100,8 @@ def test_efficientnet_lite0_seal_matches_torch_autograd_within_1e_2(efficientnet
     recipe, seal = efficientnet
     assert seal.manifest.towers["image"].inputs[0].shape == ("batch", 3, 64, 64)
     rows = check_seal(seal, recipe, batches=(1, 3), sequences=(5, 17))
-    # plain and entry graphs; five residual bottleneck entry points
-    quantities = ["forward", "grad pixels"] + [q + " [entries]" for q in ["forward", "grad pixels"] + [f"grad ep{i} (residual)" for i in range(5)]]
+    # plain and entry graphs; seventeen residual bottleneck entry points (every block and the head)
+    quantities = ["forward", "grad pixels"] + [q + " [entries]" for q in ["forward", "grad pixels"] + [f"grad ep{i} (residual)" for i in range(17)]]
     assert {(r.batch, r.quantity) for r in rows} == {(b, q) for b in (1, 3) for q in quantities}
     bad = worst(rows)
     forward = max(r.rel_error for r in rows if r.quantity.startswith("forward"))
@@ -118,8 +118,11 @@ def test_efficientnet_entry_blocks_choose_where_the_entries_sit():
     spec = importlib.util.spec_from_file_location("efficientnet_lite0_recipe", EXPORT / "efficientnet_lite0.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)  # the recipe file only; no weights are loaded
-    default = module.entry_points()
-    assert [(p.module, p.shape) for p in default] == [("net._blocks.4", (40,)), ("net._blocks.7", (80,)), ("net._blocks.10", (112,)), ("net._blocks.14", (192,)), ("net._bn1", (1280,))]
+    default = module.entry_points()  # every block, then the head's features
+    assert [p.module for p in default] == [f"net._blocks.{i}" for i in range(16)] + ["net._bn1"]
+    assert [p.shape for p in default][:3] == [(16,), (24,), (24,)] and default[-1].shape == (1280,)
+    four = module.entry_points(blocks=(4, 7, 10, 14))
+    assert [(p.module, p.shape) for p in four] == [("net._blocks.4", (40,)), ("net._blocks.7", (80,)), ("net._blocks.10", (112,)), ("net._blocks.14", (192,)), ("net._bn1", (1280,))]
     early = module.entry_points("scale_shift", blocks=(1, 0))
     assert [(p.module, p.kind, p.shape) for p in early] == [("net._blocks.0", "scale_shift", (16, 1, 1)), ("net._blocks.1", "scale_shift", (24, 1, 1)), ("net._bn1", "scale_shift", (1280, 1, 1))]
     for bad in ((16,), (-1,), (3, 3), ()):

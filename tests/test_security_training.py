@@ -53,6 +53,7 @@ def invoke(*args) -> BaseException | None:
         (["--lr", "-0.01"], "--lr must be a positive finite number"),
         (["--lr", "nan"], "--lr must be a positive finite number, got nan"),
         (["--lr", "inf"], "--lr must be a positive finite number"),
+        (["--image-lr", "0"], "--image-lr must be a positive finite number"),
         (["--text-rank", "-1"], "--text-rank must be at least 1"),
         (["--template", "{0}{1}"], "must contain exactly one '{}'"),
         (["--template", "a {"], "is not a valid template"),

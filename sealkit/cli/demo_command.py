@@ -18,6 +18,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import typer
@@ -26,7 +27,6 @@ from rich.table import Table
 from sealkit.cli.common import app, choice, console, need_extra
 
 ENTRIES = "residual"  # the entry-point kind the demo's seals declare (chosen in docs/results.md)
-LGA_LR = 2e-3
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ def demo(
     val_limit: int = typer.Option(400, "--val-limit", help="Validation examples (held out of training; every choice is made on them)."),
     test_limit: int = typer.Option(1000, "--test-limit", help="Test examples (only reported)."),
     steps: int = typer.Option(150, "--steps", help="Steps of the LightGray-box run (0 skips it)."),
-    lr: float = typer.Option(LGA_LR, "--lr", help="Peak learning rate of the LightGray-box input side."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate of the LightGray-box input side; default sealkit adapt's (2e-3 on text, 1e-2 on images)."),
 ) -> None:
     """Export a backbone as a light seal and adapt it: output-only vs LightGray-box on held-out test data."""
     need_extra("export", "sealkit demo")

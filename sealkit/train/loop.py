@@ -42,8 +42,8 @@ class FitResult:
 
 
 def learning_rate(step: int, config: TrainConfig, peak: float | None = None) -> float:
-    """Linear warmup, then cosine decay to 10% of the peak (`config.lr` unless given)."""
-    peak = config.lr if peak is None else peak
+    """Linear warmup, then cosine decay to 10% of the peak (the text input rate unless given)."""
+    peak = config.input_lr("text") if peak is None else peak
     warmup = max(1, int(config.warmup * config.steps))
     if step < warmup:
         return peak * (step + 1) / warmup
@@ -52,16 +52,21 @@ def learning_rate(step: int, config: TrainConfig, peak: float | None = None) -> 
 
 
 def parameter_groups(pack: AdapterPack, config: TrainConfig, output_lr: float) -> list[dict[str, Any]]:
-    """AdamW groups: input side (input adapters, entries) peaks at `config.lr`, output side (head,
-    output adapters, temperature) at `output_lr`; weight decay on matrices, never on entries."""
-    groups: dict[tuple[str, bool], list[torch.nn.Parameter]] = {}
+    """AdamW groups: input side (input adapters, entries) peaks at `config.input_lr` of its tower's
+    modality; output side (head, output adapters, temperature) at `output_lr`; weight decay on
+    matrices, never on entries."""
+    groups: dict[tuple[float, bool], list[torch.nn.Parameter]] = {}
     for name, p in pack.named_parameters():
         if p.requires_grad:
-            groups.setdefault((pack.side(name), p.dim() >= 2 and "entries" not in name), []).append(p)
-    return [
-        {"params": params, "weight_decay": config.weight_decay if decay else 0.0, "peak_lr": config.lr if side == "input" else output_lr}
-        for (side, decay), params in groups.items()
-    ]
+            peak = input_lr(pack, name, config) if pack.side(name) == "input" else output_lr
+            groups.setdefault((peak, p.dim() >= 2 and "entries" not in name), []).append(p)
+    return [{"params": params, "weight_decay": config.weight_decay if decay else 0.0, "peak_lr": peak} for (peak, decay), params in groups.items()]
+
+
+def input_lr(pack: AdapterPack, parameter_name: str, config: TrainConfig) -> float:
+    """The peak rate of an input-side parameter, by the modality of its tower (TrainConfig.input_lr)."""
+    tower = pack.tower_of(parameter_name)
+    return config.input_lr(pack.layout.towers[tower].modality if tower is not None else "text")
 
 
 def batch_indices(step: int, n: int, batch: int, seed: int) -> np.ndarray:
@@ -128,8 +133,8 @@ def fit(
     checkpoint_every = config.checkpoint_every or eval_every
     val_subset = val.subset(config.max_eval, seed=config.seed) if val is not None and len(val) else None
     parameters = [p for p in pack.parameters() if p.requires_grad]
-    output_lr = output_lr if output_lr is not None else config.output_lr if config.output_lr is not None else config.lr
-    optimizer = torch.optim.AdamW(parameter_groups(pack, config, output_lr), lr=config.lr)
+    output_lr = output_lr if output_lr is not None else config.output_lr if config.output_lr is not None else config.input_lr("text")
+    optimizer = torch.optim.AdamW(parameter_groups(pack, config, output_lr), lr=config.input_lr("text"))
     identity = {"seal_id": pack.seal_id, "method": pack.config.method, "task": pack.task.task, "config": config.to_dict(), "train_size": len(train), "adapter": pack.config.to_dict()}  # fmt: skip
 
     step = 0

@@ -91,6 +91,11 @@ class AdapterPack(nn.Module):
         """"input" for input adapters and entries (they train through the seal), "output" for the rest (head, output adapters, temperature)."""
         return "input" if f".{INPUT}." in parameter_name or f".{ENTRIES}." in parameter_name else "output"
 
+    def tower_of(self, parameter_name: str) -> str | None:
+        """The tower a parameter belongs to ("towers.<tower>.<part>...."), None for the head and temperature."""
+        parts = parameter_name.split(".")
+        return parts[1] if len(parts) > 2 and parts[0] == "towers" and parts[1] in self.towers else None
+
     @property
     def temperature_scale(self) -> torch.Tensor:
         return self.logit_scale.exp().clamp(max=MAX_LOGIT_SCALE)
