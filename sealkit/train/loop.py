@@ -54,19 +54,27 @@ def learning_rate(step: int, config: TrainConfig, peak: float | None = None) -> 
 def parameter_groups(pack: AdapterPack, config: TrainConfig, output_lr: float) -> list[dict[str, Any]]:
     """AdamW groups: input side (input adapters, entries) peaks at `config.input_lr` of its tower's
     modality; output side (head, output adapters, temperature) at `output_lr`; weight decay on
-    matrices, never on entries."""
-    groups: dict[tuple[float, bool], list[torch.nn.Parameter]] = {}
+    matrices, never on entries.
+
+    The groups depend on the parameters only, never on the rates' values, so a resumed run's
+    optimizer state matches the groups it was saved with.
+    """
+    groups: dict[tuple[str, str, bool], list[torch.nn.Parameter]] = {}
     for name, p in pack.named_parameters():
         if p.requires_grad:
-            peak = input_lr(pack, name, config) if pack.side(name) == "input" else output_lr
-            groups.setdefault((peak, p.dim() >= 2 and "entries" not in name), []).append(p)
-    return [{"params": params, "weight_decay": config.weight_decay if decay else 0.0, "peak_lr": peak} for (peak, decay), params in groups.items()]
+            side = pack.side(name)
+            modality = tower_modality(pack, name) if side == "input" else ""
+            groups.setdefault((side, modality, p.dim() >= 2 and "entries" not in name), []).append(p)
+    return [
+        {"params": params, "weight_decay": config.weight_decay if decay else 0.0, "peak_lr": config.input_lr(modality) if side == "input" else output_lr}
+        for (side, modality, decay), params in groups.items()
+    ]
 
 
-def input_lr(pack: AdapterPack, parameter_name: str, config: TrainConfig) -> float:
-    """The peak rate of an input-side parameter, by the modality of its tower (TrainConfig.input_lr)."""
+def tower_modality(pack: AdapterPack, parameter_name: str) -> str:
+    """"image" or "text": the modality of the tower a parameter belongs to (text for task-level ones)."""
     tower = pack.tower_of(parameter_name)
-    return config.input_lr(pack.layout.towers[tower].modality if tower is not None else "text")
+    return pack.layout.towers[tower].modality if tower is not None else "text"
 
 
 def batch_indices(step: int, n: int, batch: int, seed: int) -> np.ndarray:
