@@ -11,8 +11,8 @@ compare_clip_outputs: a ReLU6 backward mask is (x > 0) & (x < 6) on the activati
 output of a convolution that also feeds the Clip. With two readers onnxruntime can fuse neither the
 Clip into the convolution nor keep x in its blocked (NCHWc) layout. For y = clip(x, lo, hi) with
 lo < hi, x > lo exactly when y > lo, and x < hi exactly when y < hi, so the comparisons can read y:
-same masks, bit for bit. In EfficientNet-Lite0's forward_saved graph (224 px, batch 8) that took
-the run to 0.82x of its time, the VJP graph's to 0.92x.
+same masks, bit for bit. In EfficientNet-Lite0's forward_saved graph (224 px, batch 8, 1 thread) that
+took the run to 0.89x of its time, the VJP graph's to 0.95x (benchmarks/pass_ab.py).
 """
 
 from __future__ import annotations

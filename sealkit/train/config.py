@@ -19,9 +19,9 @@ class TrainConfig:
     The input side (input adapters, entries), which trains through the seal, peaks at `lr` on text
     towers and at `image_lr` on image towers; left None they are 2e-3 and 1e-2, and an `lr` given
     alone applies to image towers too. `output_lr` drives the output side (head, output adapters,
-    temperature). With `probe` the output stage is first fitted on
-    cached frozen features (sealkit/train/probe.py), and an `output_lr` of None is the rate picked
-    there on the validation split.
+    temperature). With `probe` the output stage is first fitted on cached frozen features
+    (sealkit/train/probe.py), and an `output_lr` of None is the rate picked there on the validation
+    split.
 
     Why two input rates: on the benchmark (docs/results.md) image towers train best at 1e-2 (lga on
     mnist: +1.8 points over 2e-3 with entries in every block), while text towers diverge there (lga on
