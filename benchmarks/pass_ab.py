@@ -22,6 +22,9 @@ import onnx
 import onnxruntime as ort
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # profile_graph
+
+from profile_graph import random_feeds  # noqa: E402
 
 from sealkit.compile import onnx_passes  # noqa: E402
 from sealkit.fileio import atomic_write_json  # noqa: E402
@@ -46,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--graph", default="forward_saved")
     parser.add_argument("--pass", dest="pass_name", choices=sorted(PASSES), default="compare_clip_outputs")
     parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--seq", type=int, default=64, help="sequence length of text towers")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--json", type=Path)
@@ -60,11 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"{args.pass_name} changes nothing in this {args.graph} graph: was the seal exported with the pass already?")
     weights = seal._weights.values_for(external_weights(before))
     sessions = {"before": session(before, weights, args.threads), "after": session(after, weights, args.threads)}
-    rng = np.random.default_rng(0)
-    feeds = {}
-    for value in sessions["before"].get_inputs():
-        shape = [args.batch if isinstance(d, str) or d is None else d for d in value.shape]
-        feeds[value.name] = rng.random(shape) < 0.5 if "bool" in value.type else rng.standard_normal(shape).astype(np.float32)
+    feeds = random_feeds(tower, args.graph, sessions["before"].get_inputs(), args.batch, args.seq)
     outputs = {name: s.run(None, feeds) for name, s in sessions.items()}
     if not all(np.array_equal(a, b) for a, b in zip(outputs["before"], outputs["after"])):
         raise SystemExit(f"{args.pass_name} changed the outputs of the {args.graph} graph")

@@ -3,8 +3,8 @@
 Usage:
   .venv/bin/python benchmarks/profile_graph.py SEAL --key seal.key --graph vjp --batch 8 [--weights shared]
 Runs the graph `--runs` times on random inputs (`--graph backward`: on the residuals forward_saved
-returns for random inputs) and reports the last run, per op type and, for
-convolutions, per kind (dense or grouped, kernel, stride). Node names in the optimised graph come from
+returns for random inputs) and reports the last run, per op type and, for convolutions, per kind
+(dense or grouped, kernel, stride). Node names in the optimised graph come from
 onnxruntime, so fused nodes (e.g. NCHWc convolutions) appear under their new op type.
 Never imports torch.
 """
@@ -27,6 +27,31 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sealkit.runtime.seal import open_seal  # noqa: E402
 from sealkit.seal.obfuscate import external_weights, weights_as_inputs  # noqa: E402
+
+
+def random_feeds(tower, graph: str, inputs, batch: int, seq: int, skip: set[str] = frozenset(), seed: int = 0) -> dict[str, np.ndarray]:
+    """Random arrays for a seal graph's `inputs` (a session's get_inputs()), except the names in `skip`.
+
+    Axes named "sequence" get `seq`, other named axes `batch`; int64 inputs (masks, ids) are ones. A
+    backward graph is fed the residuals that forward_saved returns for random tower inputs, since
+    their shapes are the activations' and cannot be read from the graph.
+    """
+    rng = np.random.default_rng(seed)
+    sizes = {"batch": batch, "sequence": seq}
+
+    def draw(shape, int64: bool) -> np.ndarray:
+        shape = [sizes.get(d, batch) if isinstance(d, str) or d is None else d for d in shape]
+        return np.ones(shape, np.int64) if int64 else rng.standard_normal(shape).astype(np.float32)
+
+    arrays: dict[str, np.ndarray] = {}
+    if graph == "backward":
+        tower_feeds = {spec.name: draw(spec.shape, spec.dtype == "int64") for spec in tower.spec.inputs}
+        _, residuals = tower.forward_for_backward(tower_feeds, chunk=batch)
+        arrays.update(residuals.chunks[0])
+    for value in inputs:
+        if value.name not in skip and value.name not in arrays:
+            arrays[value.name] = draw(value.shape, "int64" in value.type)
+    return arrays
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,24 +84,8 @@ def main(argv: list[str] | None = None) -> int:
             weights_as_inputs(model)
             feeds.update(weights)
         session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-        rng = np.random.default_rng(0)
-        sizes = {"batch": args.batch, "sequence": args.seq}
-        if args.graph == "backward":  # the residuals come from forward_saved on random inputs: their shapes are the activations'
-            tower_feeds = {}
-            for spec in tower.spec.inputs:
-                shape = [sizes.get(d, args.batch) if isinstance(d, str) else d for d in spec.shape]
-                tower_feeds[spec.name] = np.ones(shape, np.int64) if spec.dtype == "int64" else rng.standard_normal(shape).astype(np.float32)
-            _, residuals = tower.forward_for_backward(tower_feeds, chunk=args.batch)
-            feeds.update({name: ort.OrtValue.ortvalue_from_numpy(value) for name, value in residuals.chunks[0].items()})
-        for value in session.get_inputs():
-            if value.name in feeds:
-                continue
-            shape = [sizes.get(d, args.batch) if isinstance(d, str) or d is None else d for d in value.shape]
-            if "int64" in value.type:
-                array = np.ones(shape, np.int64)
-            else:
-                array = rng.standard_normal(shape).astype(np.float32)
-            feeds[value.name] = ort.OrtValue.ortvalue_from_numpy(array)
+        arrays = random_feeds(tower, args.graph, session.get_inputs(), args.batch, args.seq, skip=set(feeds))
+        feeds.update({name: ort.OrtValue.ortvalue_from_numpy(value) for name, value in arrays.items()})
         names = [o.name for o in session.get_outputs()]
         for _ in range(args.runs):
             session.run_with_ort_values(names, feeds)

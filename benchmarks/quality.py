@@ -130,19 +130,19 @@ def get_seal(name: str, seal_dir: Path, key: bytes, image_size: int, extra: dict
         recipe = load_recipe(ROOT / recipe_file, **{**options, **extra})
     except SealkitError as exc:  # e.g. a --recipe-option the recipe does not take
         raise SystemExit(f"cannot export {path.name}: {exc}") from None
-    wanted = [(ep.kind, tuple(ep.shape)) for tower in recipe.towers for ep in tower.entry_points]
     if path.exists():  # a seal cached under this name may predate a change of the recipe's defaults
-        held = [(ep.kind, tuple(ep.shape)) for spec in open_seal(path, key=key).manifest.towers.values() for ep in spec.entry_points]
-        if len(held) != len(wanted) or [k for k, _ in held] != [k for k, _ in wanted]:
-            print(f"{path.name} declares other entry points than the recipe now does; exporting it again", flush=True)
-            path.unlink()
-    if not path.exists():
-        t = time.perf_counter()
-        try:
-            export_seal(recipe, path, key=key, exposure="light")
-        except SealkitError as exc:
-            raise SystemExit(f"cannot export {path.name}: {exc}") from None
-        print(f"exported {path.name} in {time.perf_counter() - t:.0f}s", flush=True)
+        seal = open_seal(path, key=key)
+        held = [ep.kind for spec in seal.manifest.towers.values() for ep in spec.entry_points]
+        if held == [ep.kind for tower in recipe.towers for ep in tower.entry_points]:
+            return seal, path
+        print(f"{path.name} declares other entry points than the recipe now does; exporting it again", flush=True)
+        path.unlink()
+    t = time.perf_counter()
+    try:
+        export_seal(recipe, path, key=key, exposure="light")
+    except SealkitError as exc:
+        raise SystemExit(f"cannot export {path.name}: {exc}") from None
+    print(f"exported {path.name} in {time.perf_counter() - t:.0f}s", flush=True)
     return open_seal(path, key=key), path
 
 

@@ -63,18 +63,12 @@ def parameter_groups(pack: AdapterPack, config: TrainConfig, output_lr: float) -
     for name, p in pack.named_parameters():
         if p.requires_grad:
             side = pack.side(name)
-            modality = tower_modality(pack, name) if side == "input" else ""
+            modality = pack.modality_of(name) if side == "input" else ""
             groups.setdefault((side, modality, p.dim() >= 2 and "entries" not in name), []).append(p)
     return [
         {"params": params, "weight_decay": config.weight_decay if decay else 0.0, "peak_lr": config.input_lr(modality) if side == "input" else output_lr}
         for (side, modality, decay), params in groups.items()
     ]
-
-
-def tower_modality(pack: AdapterPack, parameter_name: str) -> str:
-    """"image" or "text": the modality of the tower a parameter belongs to (text for task-level ones)."""
-    tower = pack.tower_of(parameter_name)
-    return pack.layout.towers[tower].modality if tower is not None else "text"
 
 
 def batch_indices(step: int, n: int, batch: int, seed: int) -> np.ndarray:

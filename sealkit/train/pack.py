@@ -91,10 +91,11 @@ class AdapterPack(nn.Module):
         """"input" for input adapters and entries (they train through the seal), "output" for the rest (head, output adapters, temperature)."""
         return "input" if f".{INPUT}." in parameter_name or f".{ENTRIES}." in parameter_name else "output"
 
-    def tower_of(self, parameter_name: str) -> str | None:
-        """The tower a parameter belongs to ("towers.<tower>.<part>...."), None for the head and temperature."""
+    def modality_of(self, parameter_name: str) -> str:
+        """"image" or "text": the modality of the tower a parameter belongs to ("towers.<tower>.<part>...."); "text" for the head and temperature."""
         parts = parameter_name.split(".")
-        return parts[1] if len(parts) > 2 and parts[0] == "towers" and parts[1] in self.towers else None
+        tower = parts[1] if len(parts) > 2 and parts[0] == "towers" else None
+        return self.layout.towers[tower].modality if tower in self.layout.towers else "text"
 
     @property
     def temperature_scale(self) -> torch.Tensor:
