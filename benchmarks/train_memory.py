@@ -28,7 +28,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from seal_speed import EXPORT, RECIPES, gc_collect, hwm_bytes, rss_bytes  # noqa: E402
 
 CONFIGS = ("dga-seal", "dga-seal-shared", "lga-seal", "lga-seal-shared", "dga-seal-recompute", "dga-torch", "lora", "full")
-# "-shared": the seal opened with weights="shared" (the others: open_seal's default, "auto")
+# "-shared": the seal opened with weights="shared" (the others: open_seal's default, "auto").
+# Any seal configuration may end in "-arena-on" or "-arena-off": open_seal's training_arena (default "auto").
+ARENA_SUFFIXES = {"-arena-on": "on", "-arena-off": "off"}
+
+
+def parse_config(name: str) -> tuple[str, str, str]:
+    """'dga-seal-shared-arena-on' -> ('dga-seal', 'shared', 'on'): the method, weights mode and training arena."""
+    arena = "auto"
+    for suffix, mode in ARENA_SUFFIXES.items():
+        if name.endswith(suffix):
+            name, arena = name.removesuffix(suffix), mode
+    weights = "shared" if name.endswith("-shared") else "auto"
+    return name.removesuffix("-shared"), weights, arena
 
 
 def seal_path(recipe: str, seal_dir: Path) -> Path:
@@ -59,12 +71,12 @@ def worker(cfg: dict) -> dict:
     torch.set_num_threads(cfg["threads"])
     gc_collect()
     out = {"config": cfg["method"], "baseline": rss_bytes()}
-    weights = "shared" if cfg["method"].endswith("-shared") else "auto"
-    seal = open_seal(cfg["seal"], key=read_key(cfg["key"]), threads=cfg["threads"], weights=weights)
+    method, weights, arena = parse_config(cfg["method"])
+    seal = open_seal(cfg["seal"], key=read_key(cfg["key"]), threads=cfg["threads"], weights=weights, training_arena=arena)
     file, options = RECIPES[cfg["recipe"]]
     # the seal methods never touch the torch model; only the white-box ones load it
-    recipe = load_recipe(EXPORT / file, **options) if cfg["method"] in ("dga-torch", "lora", "full") else None
-    step = make_step(cfg["method"].removesuffix("-shared"), seal, recipe, cfg["batch"])
+    recipe = load_recipe(EXPORT / file, **options) if method in ("dga-torch", "lora", "full") else None
+    step = make_step(method, seal, recipe, cfg["batch"])
     gc_collect()
     out["built"] = rss_bytes()
     started = time.perf_counter()

@@ -131,6 +131,49 @@ def test_backward_widens_each_mask_next_to_its_reader_and_runs_in_graph_order(re
     assert tower._graph("forward_saved").session.get_session_options().execution_order == ort.ExecutionOrder.DEFAULT
 
 
+def test_attention_transposes_are_saved_untransposed_and_redone_next_to_their_reader(text_residual):
+    """A Transpose residual (attention's K^T, V^T) would make forward_saved write a transposed copy out."""
+    import onnx
+
+    _, seal = text_residual
+    tower = seal.tower("text")
+    for suffix in ("", "_entries"):
+        forward = onnx.ModelProto.FromString(seal.blob(tower.spec.graphs[f"forward_saved{suffix}"]))
+        producer = {out: node for node in forward.graph.node for out in node.output}
+        saved_from = [producer[producer[o.name].input[0]].op_type for o in forward.graph.output[1:]]
+        assert saved_from and "Transpose" not in saved_from
+        backward = onnx.ModelProto.FromString(seal.blob(tower.spec.graphs[f"backward{suffix}"]))
+        nodes = list(backward.graph.node)
+        redone = [i for i, node in enumerate(nodes) if node.op_type == "Transpose" and node.input[0].startswith("residual_")]
+        assert len(redone) >= 6  # two per attention block (3 blocks)
+        for i in redone:
+            assert nodes[i].output[0] in nodes[i + 1].input
+    # gradients through the split graphs still equal torch autograd: test_text_residual_graphs_match_torch_...
+
+
+def test_training_sessions_do_not_spin_and_text_towers_keep_their_arena(text_residual, relu6_residual):
+    """Threads spinning after one run take the cores from the next; the arena pays for text, not images."""
+    _, text = text_residual
+    _, image = relu6_residual
+    spinning = "session.intra_op.allow_spinning"
+    text_tower, image_tower = text.tower("text"), image.tower("image")
+    for tower in (text_tower, image_tower):
+        for kind in ("forward_saved", "backward", "vjp"):
+            assert tower._graph(kind).session.get_session_options().get_session_config_entry(spinning) == "0"
+        with pytest.raises(RuntimeError, match="does not have configuration"):  # inference graphs keep onnxruntime's default
+            tower._graph("forward").session.get_session_options().get_session_config_entry(spinning)
+        assert tower._graph("forward").session.get_session_options().enable_cpu_mem_arena
+    assert text_tower._graph("backward").session.get_session_options().enable_cpu_mem_arena
+    assert not image_tower._graph("backward").session.get_session_options().enable_cpu_mem_arena
+    for mode, want in (("on", True), ("off", False)):
+        for seal in (text, image):
+            opened = open_seal(seal.file.path, key=seal._key, threads=1, training_arena=mode)
+            tower = next(iter(opened.towers.values()))
+            assert tower._graph("backward").session.get_session_options().enable_cpu_mem_arena is want
+    with pytest.raises(SealkitError, match="training_arena must be one of"):
+        open_seal(text.file.path, key=text._key, training_arena="fast")
+
+
 def test_training_graphs_release_the_heap_before_each_run_and_map_only_the_first(relu6_residual, monkeypatch):
     import contextlib
 

@@ -142,7 +142,7 @@ class Tower:
                 blob = self.spec.graphs.get(graph)
                 if not blob:
                     raise SealkitError(f"tower '{self.name}' has no {graph} graph")
-                self._graphs[graph] = self._seal._load_graph(blob)
+                self._graphs[graph] = self._seal._load_graph(blob, self.spec.modality)
             return self._graphs[graph]
 
     def _run(self, kind: str, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -349,6 +349,15 @@ WEIGHT_MODES = ("auto", "shared", "copied")
 # (86 MiB with its embedding table) ran at the same speed either way, so big graphs stay shared.
 AUTO_COPY_BYTES = 32 * 2**20
 
+TRAINING_ARENA_MODES = ("auto", "on", "off")
+# Whether training graphs (forward_saved, backward, vjp) get onnxruntime's CPU arena; inference
+# graphs always do. A training step runs two sessions and holds residuals between them, and each
+# session's arena keeps its own peak working memory for good. Image towers' activations are large:
+# EfficientNet-Lite0, batch 8: 859 MiB peak with arenas, 535 MiB without. Text towers' are small
+# and their steps many small allocations, where the arena pays: MiniLM, batch 8, sequence 64: a
+# residual training step took 0.83x the time with it (TODO memory). "auto": on for text towers, off
+# for image towers.
+
 
 class Seal:
     """An opened seal: its manifest, its towers, and the decrypted weights in memory.
@@ -360,15 +369,26 @@ class Seal:
     weights fit in AUTO_COPY_BYTES (the extra memory is small there), shared for bigger ones.
     """
 
-    def __init__(self, file: SealFile, key: bytes | None, providers: str | Sequence[str] | None = None, threads: int = 0, weights: str = "auto"):
+    def __init__(
+        self,
+        file: SealFile,
+        key: bytes | None,
+        providers: str | Sequence[str] | None = None,
+        threads: int = 0,
+        weights: str = "auto",
+        training_arena: str = "auto",
+    ):
         if weights not in WEIGHT_MODES:
             raise SealkitError(f"weights must be one of {WEIGHT_MODES}, got {weights!r}")
+        if training_arena not in TRAINING_ARENA_MODES:
+            raise SealkitError(f"training_arena must be one of {TRAINING_ARENA_MODES}, got {training_arena!r}")
         self.file = file
         self.manifest: Manifest = file.manifest
         self._key = key
         self.providers = resolve_providers(providers)
         self.threads = threads
         self.weights_mode = weights
+        self.training_arena = training_arena
         self.authenticity_warnings: list[str] = []
         file.check_key(key)
         self._weights = _WeightPool(file.blob(WEIGHTS_BLOB, key))
@@ -395,17 +415,28 @@ class Seal:
     def blob(self, name: str) -> bytes:
         return self.file.blob(name, self._key)
 
-    def _session_options(self, training: bool = False, in_graph_order: bool = False) -> ort.SessionOptions:
+    def uses_arena(self, training: bool, modality: str) -> bool:
+        """Whether a graph's session gets onnxruntime's CPU memory arena (see TRAINING_ARENA_MODES)."""
+        if not training:
+            return True
+        if self.training_arena == "auto":
+            return modality == "text"
+        return self.training_arena == "on"
+
+    def _session_options(self, training: bool = False, in_graph_order: bool = False, arena: bool = True) -> ort.SessionOptions:
         options = ort.SessionOptions()
         if in_graph_order:
             # backward graphs list each widening of a saved mask next to its reader (compile/residuals.py);
             # onnxruntime's default order widened them all first (EfficientNet-Lite0, batch 8: the backward
             # peaked 210 MiB above its inputs, 116 MiB in graph order)
             options.execution_order = ort.ExecutionOrder.PRIORITY_BASED
-        # A training step runs two sessions (forward_saved and backward, or forward and vjp) and holds
-        # residuals between them; each session's arena would keep its own peak working memory for
-        # good (EfficientNet-Lite0, batch 8: 859 MiB peak with arenas, 535 MiB without).
-        options.enable_cpu_mem_arena = not training
+        options.enable_cpu_mem_arena = arena
+        if training:
+            # A training step runs forward_saved, torch, then backward (or forward then vjp): threads
+            # left spinning after one run take the two cores from the next. MiniLM, batch 8, 2 threads:
+            # the residual step took 0.83x the time without spinning, the recompute step 0.88x (0.89x
+            # on EfficientNet-Lite0, whose residual step did not change); a VJP alone, 1.05x.
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 4  # run failures are raised as one-line InputErrors instead
         if self.threads:
             options.intra_op_num_threads = self.threads
@@ -419,13 +450,13 @@ class Seal:
             return sum(w.length for w in weights) <= AUTO_COPY_BYTES
         return self.weights_mode == "copied"
 
-    def _load_graph(self, blob_name: str) -> _Graph:
+    def _load_graph(self, blob_name: str, modality: str) -> _Graph:
         model = onnx.ModelProto.FromString(self.blob(blob_name))
         weights = external_weights(model)
         values = self._weights.values_for(weights)
         kind = blob_name.rpartition("/")[2]
         training = kind not in INFERENCE_GRAPHS
-        options = self._session_options(training=training, in_graph_order=kind.startswith("backward"))
+        options = self._session_options(training=training, in_graph_order=kind.startswith("backward"), arena=self.uses_arena(training, modality))
         if self.copies_weights(weights):
             options.add_external_initializers(list(values), list(values.values()))
             return _Graph(ort.InferenceSession(model.SerializeToString(), options, providers=session_providers(self.providers)), {}, training)
@@ -440,6 +471,7 @@ def open_seal(
     providers: str | Sequence[str] | None = None,
     threads: int = 0,
     weights: str = "auto",
+    training_arena: str = "auto",
 ) -> Seal:
     """Open a seal: check it, verify its signature if `verify_key` is given, and decrypt it in memory.
 
@@ -447,6 +479,7 @@ def open_seal(
     `verify_key` (the owner's sign.pub) likewise defaults to the file named by SEALKIT_VERIFY_KEY.
     `providers`: "cpu", "cuda", "auto" (default: CUDA when available) or onnxruntime provider names.
     `weights`: "auto" (default), "shared" or "copied": memory against speed, see `Seal`.
+    `training_arena`: "auto" (default), "on" or "off": memory against speed for training graphs, see TRAINING_ARENA_MODES.
     """
     file = read_seal(path)
     verify_key = crypto.resolve_verify_key_path(verify_key)
@@ -460,7 +493,7 @@ def open_seal(
         key_bytes = crypto.read_key(key_path) if key_path is not None else None
     if file.manifest.encrypted and key_bytes is None:
         raise SealKeyError(f"{Path(path).name} is encrypted; give its key file, or set {crypto.KEY_ENV} to the key file", topic="key")
-    seal = Seal(file, key_bytes, providers=providers, threads=threads, weights=weights)
+    seal = Seal(file, key_bytes, providers=providers, threads=threads, weights=weights, training_arena=training_arena)
     seal.authenticity_warnings = authenticity_warnings(file)
     return seal
 
