@@ -25,12 +25,16 @@ def data(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def trained(tiny_pair_seal, keys, data, tmp_path_factory) -> dict[str, Path]:
-    """`sealkit adapt` (dga, 8 steps) on the tiny image-text seal; the adapter and its run's output."""
+    """`sealkit adapt` (dga, 8 steps) on the tiny image-text seal; the adapter and its run's output.
+
+    With --training-arena on: not the default for its image tower (the default is tested everywhere else).
+    """
     out = tmp_path_factory.mktemp("cli-run") / "colours.adapter"
     result = sealkit(
         "adapt", tiny_pair_seal, "--method", "dga", "--task", "classify",
         "--train", data["train"], "--val", data["val"], "--image-col", "image", "--label-col", "label",
         "--steps", 8, "--batch", 8, "--lr", "0.02", "--seed", 0, "--out", out, "--key", keys["key"],
+        "--training-arena", "on",
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Traceback" not in result.stderr

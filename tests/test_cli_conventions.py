@@ -176,6 +176,7 @@ def test_version_and_completion_are_offered():
     [
         (["adapt", "missing.seal", "--train", "missing.csv", "--out", "o.adapter", "--method", "bogus"], "'output', 'dga', 'lga'"),
         (["adapt", "missing.seal", "--train", "missing.csv", "--out", "o.adapter", "--task", "bogus"], "'classify', 'retrieve'"),
+        (["adapt", "missing.seal", "--train", "missing.csv", "--out", "o.adapter", "--training-arena", "bogus"], "'auto', 'on', 'off'"),
         (["eval", "missing.seal", "--data", "missing.csv", "--on-bad", "bogus"], "'skip', 'error'"),
         (["eval", "missing.seal", "--data", "missing.csv", "--head", "bogus"], "'text', 'linear'"),
         (["export", "missing.py", "--out", "o.seal", "--exposure", "bogus"], "'dark', 'light'"),
@@ -191,7 +192,7 @@ def test_a_bad_choice_is_a_usage_error_before_any_work(args, listed, tmp_path):
 
 def test_choices_are_listed_in_help():
     help_text = sealkit("adapt", "--help").stdout
-    for listed in ("output|dga|lga", "classify|retrieve", "text|linear", "skip|error"):
+    for listed in ("output|dga|lga", "classify|retrieve", "text|linear", "skip|error", "auto|on|off"):
         assert listed in help_text, listed
 
 

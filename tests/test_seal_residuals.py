@@ -132,7 +132,8 @@ def test_backward_widens_each_mask_next_to_its_reader_and_runs_in_graph_order(re
 
 
 def test_attention_transposes_are_saved_untransposed_and_redone_next_to_their_reader(text_residual):
-    """A Transpose residual (attention's K^T, V^T) would make forward_saved write a transposed copy out."""
+    """A Transpose residual (attention's K^T, V^T) would make forward_saved write a transposed copy out,
+    and an Identity to a residual's new name, a copy of it."""
     import onnx
 
     _, seal = text_residual
@@ -140,8 +141,9 @@ def test_attention_transposes_are_saved_untransposed_and_redone_next_to_their_re
     for suffix in ("", "_entries"):
         forward = onnx.ModelProto.FromString(seal.blob(tower.spec.graphs[f"forward_saved{suffix}"]))
         producer = {out: node for node in forward.graph.node for out in node.output}
-        saved_from = [producer[producer[o.name].input[0]].op_type for o in forward.graph.output[1:]]
+        saved_from = [producer[o.name].op_type for o in forward.graph.output[1:]]
         assert saved_from and "Transpose" not in saved_from
+        assert "Identity" not in saved_from  # returned under their new names, not copied out
         backward = onnx.ModelProto.FromString(seal.blob(tower.spec.graphs[f"backward{suffix}"]))
         nodes = list(backward.graph.node)
         redone = [i for i, node in enumerate(nodes) if node.op_type == "Transpose" and node.input[0].startswith("residual_")]

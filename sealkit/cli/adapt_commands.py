@@ -26,6 +26,8 @@ from sealkit.cli.common import (
     Method,
     OnBad,
     TaskKind,
+    TrainingArena,
+    TrainingArenaOption,
     VerifyKeyOption,
     Weights,
     WeightsOption,
@@ -151,6 +153,7 @@ def adapt(
     key: Optional[Path] = KeyOption,
     device: Device = DeviceOption,
     weights: Weights = WeightsOption,
+    training_arena: TrainingArena = TrainingArenaOption,
     verify_key: Optional[Path] = VerifyKeyOption,
     image_col: Optional[str] = DataOpts["image_col"],
     text_col: Optional[str] = DataOpts["text_col"],
@@ -176,7 +179,7 @@ def adapt(
     dilations = _parse_dilations(image_dilations)
     _check_text_context(text_context)
     columns = dict(image_col=image_col, text_col=text_col, text_b_col=text_b_col, label_col=label_col, group_col=group_col)
-    opened = open_seal_checked(seal, key, verify_key, providers=device.value, weights=weights.value)
+    opened = open_seal_checked(seal, key, verify_key, providers=device.value, weights=weights.value, training_arena=training_arena.value)
     train_set = _load(train, columns, on_bad, limit, captions)
     if val:
         val_set = _load(val, columns, on_bad, val_limit, captions)

@@ -128,6 +128,20 @@ def _just_in_time(nodes: list[onnx.NodeProto], early: dict[str, onnx.NodeProto])
     return ordered + list(early.values())
 
 
+def _output_under_new_names(nodes: list[onnx.NodeProto], names: dict[str, str]) -> None:
+    """Rename tensors at their producer and every reader, in place.
+
+    Returning a residual under its new name through an Identity node adds a node per residual for
+    onnxruntime to run (MiniLM: 46 Identity kernels, 2 of forward_saved's 78 ms in its profiler; the
+    training step took 0.99x [0.97-1.00] the time without them).
+    """
+    for node in nodes:
+        for k, name in enumerate(node.input):
+            node.input[k] = names.get(name, name)
+        for k, name in enumerate(node.output):
+            node.output[k] = names.get(name, name)
+
+
 def _typed(name: str, like: onnx.ValueInfoProto) -> onnx.ValueInfoProto | None:
     """A value info with `like`'s element type and rank, every axis free: residual shapes vary with batch and sequence."""
     tensor = like.type.tensor_type
@@ -215,7 +229,8 @@ def split_vjp(vjp: onnx.ModelProto, cotangent: str, what: str = "tower") -> Spli
     # forward_saved: the forward part, with each residual also copied out under its new name
     forward_outputs = [output_names[0], *residual_names]
     forward_nodes = [onnx.NodeProto.FromString(graph.node[i].SerializeToString()) for i in _needed(graph, forward_outputs, everything - backward_nodes, set())]
-    forward_nodes += [helper.make_node("Identity", [name], [renamed[name]]) for name in residual_names]
+    _output_under_new_names(forward_nodes, {name: renamed[name] for name in residual_names if name != output_names[0]})
+    forward_nodes += [helper.make_node("Identity", [output_names[0]], [renamed[output_names[0]]])] if output_names[0] in renamed else []
     by_name = {v.name: v for v in graph.input}
     forward_saved = _model(vjp, forward_nodes, [by_name[n] for n in input_names], [graph.output[0], *residuals])
 
