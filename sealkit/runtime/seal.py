@@ -351,12 +351,20 @@ AUTO_COPY_BYTES = 32 * 2**20
 
 TRAINING_ARENA_MODES = ("auto", "on", "off")
 # Whether training graphs (forward_saved, backward, vjp) get onnxruntime's CPU arena; inference
-# graphs always do. A training step runs two sessions and holds residuals between them, and each
-# session's arena keeps its own peak working memory for good. Image towers' activations are large:
-# EfficientNet-Lite0, batch 8: 859 MiB peak with arenas, 535 MiB without. Text towers' are small,
-# and their steps make many small allocations, where the arena pays: MiniLM, batch 8, sequence 64,
-# a residual training step took 0.72-0.82x the time with it, for 19 MiB more peak in a dga run
-# (40 in lga; full fine-tuning adds 669). "auto": on for text towers, off for image towers.
+# graphs always do. Each session's arena keeps its own peak working memory for good, and a training
+# step runs two sessions and holds residuals between them. Without it, tensors come from malloc, and
+# the large ones from fresh mappings on every run. Measured at batch 8 (benchmarks/session_ab.py,
+# benchmarks/train_memory.py, docs/benchmarks.md):
+# - MiniLM (sequence 64): the residual step takes 0.83x the time with the arena, for 14 MiB more
+#   peak in a dga run (40 in lga; full fine-tuning adds 672).
+# - EfficientNet-Lite0 (224 px): 0.53x the time, but dga's peak goes from 337 to 828 MiB, 1.3x full
+#   fine-tuning's (634).
+# "auto": on for text towers, off for image towers.
+
+
+def training_arena_on(mode: str, modality: str) -> bool:
+    """Whether training graphs of a `modality` tower get the arena under `mode` (one of TRAINING_ARENA_MODES)."""
+    return modality == "text" if mode == "auto" else mode == "on"
 
 
 class Seal:
@@ -417,11 +425,7 @@ class Seal:
 
     def uses_arena(self, training: bool, modality: str) -> bool:
         """Whether a graph's session gets onnxruntime's CPU memory arena (see TRAINING_ARENA_MODES)."""
-        if not training:
-            return True
-        if self.training_arena == "auto":
-            return modality == "text"
-        return self.training_arena == "on"
+        return not training or training_arena_on(self.training_arena, modality)
 
     def _session_options(self, training: bool = False, in_graph_order: bool = False, arena: bool = True) -> ort.SessionOptions:
         options = ort.SessionOptions()
