@@ -104,3 +104,23 @@ def test_compare_variants_gives_paired_differences_on_common_seeds(tmp_path):
     assert "validation 0.7500 vs 0.5000" in result.stdout
     with pytest.raises(SystemExit, match="no mnist runs at 150 steps match 'lora'"):
         main(["--task", "mnist", "--steps", "150", f"{base}:lora", f"{variant}:lga"])
+
+
+def test_session_ab_times_every_setting_against_sealkits_own(tmp_path, keys, key_bytes):
+    """benchmarks/session_ab.py on a tiny text seal: 4 variants x 3 operations, ratios against the `auto` arena without spinning."""
+    from sealkit.compile.export import export_seal
+    from sealkit.compile.recipe import load_recipe
+
+    seal = tmp_path / "tiny-text.seal"
+    export_seal(load_recipe(ROOT / "tests" / "recipes" / "tiny_text.py"), seal, key=key_bytes, exposure="dark", residuals=True)
+    key = keys["key"]
+    out = tmp_path / "ab.json"
+    command = [sys.executable, str(ROOT / "benchmarks" / "session_ab.py"), str(seal), "--key", str(key), "--rounds", "2", "--warmup", "0", "--batch", "2", "--seq", "5", "--threads", "1", "--json", str(out)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert report["reference"] == "spinning off, arena on"  # text towers keep the arena by default
+    rows = report["rows"]
+    assert len(rows) == 12 and {r["operation"] for r in rows} == {"residual step", "recompute step", "vjp"}
+    assert all(r["ratio"] == 1.0 for r in rows if r["variant"] == report["reference"])
+    assert all(r["median_ms"] > 0 for r in rows)
