@@ -226,7 +226,7 @@ def split_vjp(vjp: onnx.ModelProto, cotangent: str, what: str = "tower") -> Spli
     residuals = [typed[name] for name in residual_names]
     shapes = [tuple(d.dim_param or (d.dim_value if d.HasField("dim_value") else "?") for d in types[name].type.tensor_type.shape.dim) for name in residual_names]
 
-    # forward_saved: the forward part, with each residual also copied out under its new name
+    # forward_saved: the forward part, each residual returned under its new name
     forward_outputs = [output_names[0], *residual_names]
     forward_nodes = [onnx.NodeProto.FromString(graph.node[i].SerializeToString()) for i in _needed(graph, forward_outputs, everything - backward_nodes, set())]
     _output_under_new_names(forward_nodes, {name: renamed[name] for name in residual_names if name != output_names[0]})
