@@ -161,12 +161,20 @@ def table(results: dict) -> str:
     # the summary: one row per task and budget
     methods = sorted({m for t in grouped.values() for st in t.values() for m in st}, key=method_sort_key)
     lines += ["", "## Summary (mean over seeds; test split)", "", "| task | steps | seeds | " + " | ".join(methods) + " |", "|---|---:|---:|" + "---:|" * len(methods)]
+    partial = False
     for task, by_steps in grouped.items():
         for steps in sorted(by_steps):
             rows = {r["method"]: r for r in method_rows(by_steps[steps])}
-            cells = [f"{rows[m]['mean']:.3f}" + (" (probe)" if rows[m]["label"] == "probe" else "") if m in rows else "-" for m in methods]
-            n = sorted({len(r["seeds"]) for r in rows.values()})
-            lines.append(f"| {task} | {steps} | {'/'.join(map(str, n))} | " + " | ".join(cells) + " |")
+            # one row compares methods, so it averages the seeds all of them have (a run still going adds seeds to some)
+            shared, matrices = common(list(by_steps[steps].values()))
+            means = dict(zip(by_steps[steps], (float(m.mean()) for m in matrices))) if shared else {m: r["mean"] for m, r in rows.items()}
+            cells = [f"{means[m]:.3f}" + (" (probe)" if rows[m]["label"] == "probe" else "") if m in rows else "-" for m in methods]
+            more = any(len(r["seeds"]) > len(shared) for r in rows.values())
+            partial |= more
+            seeds = (",".join(map(str, shared)) if shared else "none in common") + (" *" if more else "")
+            lines.append(f"| {task} | {steps} | {seeds} | " + " | ".join(cells) + " |")
+    if partial:
+        lines += ["", "\\* Means over the seeds every method of the row has; some methods have more, which their own tables below include."]
     lines += [
         "",
         "## Gains and gaps (paired 95% intervals)",
