@@ -40,8 +40,8 @@ def open_variant(path: Path, key: Path | None, threads: int, spinning: bool, are
     """The seal with its training sessions' spinning forced on or off (sealkit turns it off)."""
     original = seal_module.Seal._session_options
 
-    def options(self, training=False, in_graph_order=False, arena=True):
-        made = original(self, training=training, in_graph_order=in_graph_order, arena=arena)
+    def options(self, training=False, in_graph_order=False, modality=""):
+        made = original(self, training=training, in_graph_order=in_graph_order, modality=modality)
         if training and spinning:
             made.add_session_config_entry(SPINNING, "1")
         return made

@@ -423,18 +423,14 @@ class Seal:
     def blob(self, name: str) -> bytes:
         return self.file.blob(name, self._key)
 
-    def uses_arena(self, training: bool, modality: str) -> bool:
-        """Whether a graph's session gets onnxruntime's CPU memory arena (see TRAINING_ARENA_MODES)."""
-        return not training or training_arena_on(self.training_arena, modality)
-
-    def _session_options(self, training: bool = False, in_graph_order: bool = False, arena: bool = True) -> ort.SessionOptions:
+    def _session_options(self, training: bool = False, in_graph_order: bool = False, modality: str = "") -> ort.SessionOptions:
         options = ort.SessionOptions()
         if in_graph_order:
             # backward graphs list each widening of a saved mask next to its reader (compile/residuals.py);
             # onnxruntime's default order widened them all first (EfficientNet-Lite0, batch 8: the backward
             # peaked 210 MiB above its inputs, 116 MiB in graph order)
             options.execution_order = ort.ExecutionOrder.PRIORITY_BASED
-        options.enable_cpu_mem_arena = arena
+        options.enable_cpu_mem_arena = not training or training_arena_on(self.training_arena, modality)  # see TRAINING_ARENA_MODES
         if training:
             # A training step runs forward_saved, torch, then backward (or forward then vjp): threads
             # left spinning after one run take the two cores from the next. MiniLM, batch 8, 2 threads:
@@ -460,7 +456,7 @@ class Seal:
         values = self._weights.values_for(weights)
         kind = blob_name.rpartition("/")[2]
         training = kind not in INFERENCE_GRAPHS
-        options = self._session_options(training=training, in_graph_order=kind.startswith("backward"), arena=self.uses_arena(training, modality))
+        options = self._session_options(training=training, in_graph_order=kind.startswith("backward"), modality=modality)
         if self.copies_weights(weights):
             options.add_external_initializers(list(values), list(values.values()))
             return _Graph(ort.InferenceSession(model.SerializeToString(), options, providers=session_providers(self.providers)), {}, training)
