@@ -129,3 +129,20 @@ def test_session_ab_times_every_setting_against_sealkits_own(tmp_path, keys, key
     assert len(rows) == 12 and {r["operation"] for r in rows} == {"residual step", "recompute step", "vjp"}
     assert all(r["ratio"] == 1.0 for r in rows if r["variant"] == report["reference"])
     assert all(r["median_ms"] > 0 for r in rows)
+
+
+def test_matmul_floor_times_the_step_and_its_products(tmp_path):
+    """benchmarks/matmul_floor.py at a tiny size: the torch step and the three product variants, as shares of the step."""
+    out = tmp_path / "floor.json"
+    command = [sys.executable, str(ROOT / "benchmarks" / "matmul_floor.py"), "--batch", "2", "--seq", "8", "--threads", "1", "--rounds", "2", "--warmup", "1", "--json", str(out)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    rows = {r["what"]: r for r in report["rows"]}
+    assert set(rows) == {"torch step", "products, torch", "products, onnxruntime, constant weights", "products, onnxruntime, weights as inputs"}
+    assert rows["torch step"]["share_of_torch_step"] == 1.0
+    assert all(r["median_ms"] > 0 for r in rows.values())
+    # 6 layers x (12 linear products of 16 x 384 x {384, 1536} + 6 attention products of 8 x 8 x 32 per head)
+    linear = 6 * 2 * 2 * 16 * (4 * 384 * 384 + 2 * 384 * 1536)
+    heads = 6 * 6 * 2 * 2 * 12 * 8 * 8 * 32
+    assert abs(report["gflop"] - (linear + heads) / 1e9) < 0.01
