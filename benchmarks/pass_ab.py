@@ -31,7 +31,11 @@ from sealkit.fileio import atomic_write_json  # noqa: E402
 from sealkit.runtime.seal import open_seal  # noqa: E402
 from sealkit.seal.obfuscate import external_weights  # noqa: E402
 
-PASSES = {"compare_clip_outputs": onnx_passes.compare_clip_outputs, "fold_crops_into_convolutions": onnx_passes.fold_crops_into_convolutions}
+PASSES = {
+    "compare_clip_outputs": onnx_passes.compare_clip_outputs,
+    "fold_crops_into_convolutions": onnx_passes.fold_crops_into_convolutions,
+    "drop_softmax_guards": onnx_passes.drop_softmax_guards,
+}
 
 
 def session(model: onnx.ModelProto, weights: dict, threads: int) -> ort.InferenceSession:

@@ -190,6 +190,7 @@ def text_tower(max_length: int = 128, **entry_options) -> TowerRecipe:
         embed_input=InputSpec("input_ids", torch.randint(1000, 2000, (2, 9)), dims={0: "batch", 1: "sequence"}, differentiable=False),
         entry_points=entry_points(**entry_options),
         max_sequence=POSITIONS,
+        finite_attention_bias=True,  # padding gets -10000, never -inf (MiniLM.forward)
         preprocessing={"kind": "text", "tokenizer_file": str(model_dir() / "tokenizer.json"), "max_length": int(max_length)},
     )
 

@@ -1,6 +1,8 @@
-"""The ONNX passes at export (sealkit/compile/onnx_passes.py): crop folding and ReLU6 masks read from the Clip's output; same numbers."""
+"""The ONNX passes at export (sealkit/compile/onnx_passes.py): crop folding, ReLU6 masks read from the Clip's output, softmax guards dropped; same numbers."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -11,7 +13,7 @@ from torch import nn
 
 from sealkit.compile.check import relative_error
 from sealkit.compile.graphs import export_vjp
-from sealkit.compile.onnx_passes import compare_clip_outputs, fold_crops_into_convolutions
+from sealkit.compile.onnx_passes import compare_clip_outputs, drop_softmax_guards, fold_crops_into_convolutions
 
 
 def _conv_then_crop(crop: list[int], strides=(1, 1), second_reader: bool = False) -> onnx.ModelProto:
@@ -123,3 +125,78 @@ def test_comparisons_other_than_the_clips_bounds_are_left_alone():
     for model in (_relu6_with_masks(greater_than=1.0), _relu6_with_masks(op="GreaterOrEqual")):
         assert compare_clip_outputs(model) == 1  # only Less(c, 6) qualifies
         assert next(n for n in model.graph.node if n.op_type in ("Greater", "GreaterOrEqual")).input[0] == "c"
+
+
+def _guarded_softmax(compare_with: float = float("-inf"), backward_then: float = 0.0) -> onnx.ModelProto:
+    """torch's attention softmax with its fully-masked-row guard, and the guard's backward on a gradient g."""
+    constants = [
+        helper.make_tensor("limit", TensorProto.FLOAT, [], [compare_with]),
+        helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0]),
+        helper.make_tensor("then", TensorProto.FLOAT, [], [backward_then]),
+    ]
+    nodes = [
+        helper.make_node("Softmax", ["s"], ["p"], axis=-1),
+        helper.make_node("Equal", ["s", "limit"], ["e"]),
+        helper.make_node("Not", ["e"], ["ne"]),
+        helper.make_node("Cast", ["ne"], ["nf"], to=TensorProto.FLOAT),
+        helper.make_node("ReduceMax", ["nf"], ["any"], axes=[-1], keepdims=1),
+        helper.make_node("Cast", ["any"], ["anyb"], to=TensorProto.BOOL),
+        helper.make_node("Not", ["anyb"], ["all_masked"]),
+        helper.make_node("Shape", ["p"], ["shape"]),
+        helper.make_node("Expand", ["zero", "shape"], ["zeros"]),
+        helper.make_node("Where", ["all_masked", "zeros", "p"], ["guarded"]),
+        helper.make_node("Where", ["all_masked", "then", "g"], ["guarded_g"]),
+        helper.make_node("Identity", ["guarded"], ["y"]),  # graph outputs are read by another op, as in an exported graph
+        helper.make_node("Identity", ["guarded_g"], ["dy"]),
+    ]
+    inputs = [helper.make_tensor_value_info(name, TensorProto.FLOAT, [2, 3, 4, 4]) for name in ("s", "g")]
+    outputs = [helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in ("y", "dy")]
+    graph = helper.make_graph(nodes, "g", inputs, outputs, constants)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _run_guarded(model: onnx.ModelProto, s: np.ndarray, g: np.ndarray) -> list[np.ndarray]:
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(["y", "dy"], {"s": s, "g": g})
+
+
+def test_softmax_guards_are_dropped_with_their_condition_and_finite_scores_give_the_same_numbers():
+    rng = np.random.default_rng(0)
+    s, g = (rng.standard_normal((2, 3, 4, 4)).astype(np.float32) for _ in range(2))
+    s[0, 1, :, 2:] = -10000.0  # a finite mask bias, as BERT's
+    model = _guarded_softmax()
+    before = _run_guarded(model, s, g)
+    assert drop_softmax_guards(model) == 2
+    assert [n.op_type for n in model.graph.node] == ["Softmax", "Identity", "Identity"]  # the condition, the zeros and both Wheres are gone
+    assert [n.input[0] for n in model.graph.node[1:]] == ["p", "g"]
+    assert [i.name for i in model.graph.initializer] == []
+    after = _run_guarded(model, s, g)
+    np.testing.assert_array_equal(after[0], before[0])
+    np.testing.assert_array_equal(after[1], before[1])
+
+
+def test_wheres_that_are_not_the_softmax_guard_are_left_alone():
+    assert drop_softmax_guards(_guarded_softmax(compare_with=0.0)) == 0  # a condition other than "all -inf"
+    model = _guarded_softmax(backward_then=1.0)  # the forward guard goes, a Where that does not select zeros stays
+    assert drop_softmax_guards(model) == 1
+    assert [n.op_type for n in model.graph.node].count("Where") == 1
+
+
+def test_a_text_towers_vjp_loses_every_guard_and_keeps_its_outputs():
+    """The tiny text recipe (finite mask bias, 3 attention blocks): 3 guards and their 3 backwards, same outputs and gradients."""
+    from sealkit.compile.recipe import load_recipe
+
+    tower = load_recipe(Path(__file__).parent / "recipes" / "tiny_text.py").towers[0]
+    assert tower.finite_attention_bias
+    args = tuple(spec.example for spec in tower.inputs)
+    vjp = export_vjp(tower.module, args, [s.dims for s in tower.inputs], [True, False], [s.name for s in tower.inputs], "embedding", {0: "batch"})
+    guarded = vjp.SerializeToString()
+    assert drop_softmax_guards(vjp) == 6
+    assert not any(n.op_type in ("Where", "Equal", "ReduceMax") for n in vjp.graph.node)
+    rng = np.random.default_rng(0)
+    mask = np.ones((3, 9), np.int64)
+    mask[1, 4:] = 0
+    feeds = {"token_embeddings": rng.standard_normal((3, 9, 64)).astype(np.float32), "attention_mask": mask, "grad_embedding": rng.standard_normal((3, 48)).astype(np.float32)}
+    want = ort.InferenceSession(guarded, providers=["CPUExecutionProvider"]).run(None, feeds)
+    got = ort.InferenceSession(vjp.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)

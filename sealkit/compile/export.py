@@ -15,6 +15,7 @@ import torch
 from sealkit import __version__
 from sealkit.compile.entry_points import WithEntryPoints, entry_point_shape
 from sealkit.compile.graphs import export_forward, export_vjp
+from sealkit.compile.onnx_passes import drop_softmax_guards
 from sealkit.compile.recipe import Recipe, TowerRecipe
 from sealkit.compile.residuals import split_vjp
 from sealkit.errors import ExportError, RecipeError
@@ -89,11 +90,15 @@ def compile_tower(tower: TowerRecipe, exposure: str, pool: WeightPool, progress:
     def add_graphs(suffix: str, module: torch.nn.Module, args: tuple, arg_dims: list, arg_names: list[str], diff: list[bool]) -> None:
         started = time.perf_counter()
         forward = export_forward(module, args, arg_dims, arg_names, tower.output_name, what, tower.max_sequence)
+        if tower.finite_attention_bias:
+            drop_softmax_guards(forward)
         graphs[f"forward{suffix}"] = f"{tower.name}/forward{suffix}"
         blobs[graphs[f"forward{suffix}"]] = strip_model(forward, pool)
         progress(f"{tower.name}: forward{suffix} graph, {len(forward.graph.node)} ops, {time.perf_counter() - started:.1f}s")
         started = time.perf_counter()
         vjp = export_vjp(module, args, arg_dims, diff, arg_names, tower.output_name, output_dims, what, tower.max_sequence)
+        if tower.finite_attention_bias:
+            drop_softmax_guards(vjp)  # before the split, so forward_saved and backward lose their halves of each guard
         split = split_vjp(vjp, f"grad_{tower.output_name}", what) if residuals else None
         graphs[f"vjp{suffix}"] = f"{tower.name}/vjp{suffix}"
         blobs[graphs[f"vjp{suffix}"]] = strip_model(vjp, pool)

@@ -13,6 +13,14 @@ Clip into the convolution nor keep x in its blocked (NCHWc) layout. For y = clip
 lo < hi, x > lo exactly when y > lo, and x < hi exactly when y < hi, so the comparisons can read y:
 same masks, bit for bit. In EfficientNet-Lite0's forward_saved graph (224 px, batch 8, 1 thread) that
 took the run to 0.89x of its time, the VJP graph's to 0.95x (benchmarks/pass_ab.py).
+
+drop_softmax_guards: torch's attention (math kernel) follows every softmax with a guard for rows
+that may attend to nothing: where(row of scores all -inf, 0, softmax), and its backward with the same
+where. In ONNX that is Equal(scores, -inf) -> Not -> Cast -> ReduceMax -> Cast -> Not, zeros and a
+Where over each attention matrix, twice. A module that masks with a finite bias (BERT's -10000)
+never has such a row, so every guard returns the softmax unchanged; a recipe declares that
+(TowerRecipe.finite_attention_bias) and export drops them. MiniLM's residual step: 0.96x the time,
+outputs and gradients bit for bit the same (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -138,8 +146,71 @@ def compare_clip_outputs(model: onnx.ModelProto) -> int:
     return moved
 
 
+def drop_softmax_guards(model: onnx.ModelProto) -> int:
+    """Remove torch's fully-masked-row guards after softmax (and their backward), in place.
+
+    Only exact when no row of attention scores can be all -inf: call it for modules whose attention
+    masks are a finite bias. Returns how many Where nodes were dropped.
+    """
+    graph = model.graph
+    producer = {out: node for node in graph.node for out in node.output}
+    guards = {node.input[0] for node in graph.node if node.op_type == "Where" and _is_softmax_guard(graph, producer, node)}
+    outputs = {o.name for o in graph.output}
+    dropped = [
+        node for node in graph.node if node.op_type == "Where" and node.input[0] in guards and _is_zero(graph, producer, node.input[1]) and node.output[0] not in outputs
+    ]
+    if not dropped:
+        return 0
+    bypass = {node.output[0]: node.input[2] for node in dropped}
+    for node in dropped:
+        graph.node.remove(node)
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            if name in bypass:
+                node.input[i] = bypass[name]
+    _drop_dead_nodes(graph)
+    _drop_unused_initializers(graph)
+    return len(dropped)
+
+
+def _is_softmax_guard(graph: onnx.GraphProto, producer: dict[str, onnx.NodeProto], where: onnx.NodeProto) -> bool:
+    """Where(c, 0, Softmax(s)) with c computed from Equal(s, -inf) through Not, Cast and ReduceMax only."""
+    softmax = producer.get(where.input[2])
+    if softmax is None or softmax.op_type != "Softmax" or not _is_zero(graph, producer, where.input[1]):
+        return False
+    node = producer.get(where.input[0])
+    while node is not None and node.op_type in ("Not", "Cast", "ReduceMax"):
+        node = producer.get(node.input[0])
+    if node is None or node.op_type != "Equal" or softmax.input[0] not in node.input:
+        return False
+    other = node.input[1] if node.input[0] == softmax.input[0] else node.input[0]
+    value = _constant_scalar(graph, other)
+    return value is not None and value == float("-inf")
+
+
+def _is_zero(graph: onnx.GraphProto, producer: dict[str, onnx.NodeProto], name: str) -> bool:
+    """A constant of zeros, or such a constant broadcast by Expand."""
+    node = producer.get(name)
+    if node is not None and node.op_type == "Expand":
+        name = node.input[0]
+    value = _constant(graph, name)
+    return value is not None and value.size > 0 and not value.any()
+
+
+def _drop_dead_nodes(graph: onnx.GraphProto) -> None:
+    """Remove nodes none of whose outputs is read or is a graph output, until none is left."""
+    outputs = {o.name for o in graph.output}
+    while True:
+        read = {name for node in graph.node for name in node.input} | outputs
+        dead = [node for node in graph.node if not any(out in read for out in node.output)]
+        if not dead:
+            return
+        for node in dead:
+            graph.node.remove(node)
+
+
 def _drop_unused_initializers(graph: onnx.GraphProto) -> None:
-    """Drop the crops' amounts: initializers and Constant nodes that nothing reads any more."""
+    """Drop initializers and Constant nodes that nothing reads any more (a folded crop's amounts, a dropped guard's zeros)."""
     used = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
     dead = [node for node in graph.node if node.op_type == "Constant" and node.output[0] not in used]
     for node in dead:

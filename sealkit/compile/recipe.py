@@ -74,6 +74,10 @@ class TowerRecipe:
       image: {"kind": "image", "size": [H, W], "mean": [...], "std": [...]}
       text:  {"kind": "text", "tokenizer_file": "path/to/tokenizer.json", "max_length": 128}
              (or "tokenizer_json": the tokenizer's JSON text instead of a file)
+    `finite_attention_bias`: the module masks attention with a finite bias (BERT's -10000), so no
+    row of attention scores is ever all -inf; export then drops the guard torch's attention keeps
+    for such rows (compile/onnx_passes.drop_softmax_guards), which no such module needs. Leave it
+    False for -inf or boolean masks.
     """
 
     name: str
@@ -86,6 +90,7 @@ class TowerRecipe:
     embed: nn.Module | None = None
     embed_input: InputSpec | None = None
     max_sequence: int = 256
+    finite_attention_bias: bool = False
 
 
 @dataclass

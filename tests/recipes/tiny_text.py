@@ -76,6 +76,7 @@ def text_tower(seed: int = 0) -> TowerRecipe:
             EntryPoint("blocks.2.mlp", kind="add", shape=(WIDTH,)),
         ],
         preprocessing={"kind": "text", "tokenizer_json": tokenizer.to_str(), "max_length": MAX_LENGTH},
+        finite_attention_bias=True,  # padding gets -10000 (TinyTextEncoder.forward)
     )
 
 
