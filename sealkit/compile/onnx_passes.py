@@ -19,7 +19,7 @@ that may attend to nothing: where(row of scores all -inf, 0, softmax), and its b
 where. In ONNX that is Equal(scores, -inf) -> Not -> Cast -> ReduceMax -> Cast -> Not, zeros and a
 Where over each attention matrix, twice. A module that masks with a finite bias (BERT's -10000)
 never has such a row, so every guard returns the softmax unchanged; a recipe declares that
-(TowerRecipe.finite_attention_bias) and export drops them. MiniLM's residual step: 0.96x the time,
+(TowerRecipe.finite_attention_bias) and export drops them. MiniLM's residual step: 0.95x the time,
 outputs and gradients bit for bit the same (docs/benchmarks.md).
 """
 
