@@ -29,6 +29,15 @@ from sealkit.runtime.seal import open_seal  # noqa: E402
 from sealkit.seal.obfuscate import external_weights, weights_as_inputs  # noqa: E402
 
 
+def add_seal_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments every seal-timing script takes: the seal, its key, the tower, and the batch and sequence sizes."""
+    parser.add_argument("seal", type=Path)
+    parser.add_argument("--key", type=Path)
+    parser.add_argument("--tower")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--seq", type=int, default=64, help="sequence length of text towers")
+
+
 def random_feeds(tower, graph: str, inputs, batch: int, seq: int, skip: set[str] = frozenset(), seed: int = 0) -> dict[str, np.ndarray]:
     """Random arrays for a seal graph's `inputs` (a session's get_inputs()), except the names in `skip`.
 

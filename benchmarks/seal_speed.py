@@ -56,13 +56,15 @@ RECIPES = {
     "pair": ("clip_pair.py", {}),
 }
 MODES = ("shared", "copied")
-TARGETS = {"forward": 1.0, "vjp": 0.9, "step_recompute": 0.8, "step": 0.8, "memory": 1.5}
+TARGETS = {"forward": 1.0, "vjp": 0.9, "step_recompute": 0.8, "step": 0.8, "step_whole": 0.8, "memory": 1.5}
 # op -> (row label, the torch call it is compared with)
 OPS = {
     "forward": ("forward", "forward"),
     "vjp": ("VJP (fwd+bwd)", "vjp"),
     "step_recompute": ("training step, recompute (forward + VJP)", "vjp"),
     "step": ("training step, residuals (forward_for_backward + backward)", "vjp"),
+    # the same with the whole batch in one run of each graph, as before the tower's training chunk (runtime/seal.py)
+    "step_whole": ("training step, residuals, whole batch per run", "vjp"),
 }
 MIN_QUIET = 5  # quiet rounds needed before the headline numbers use only quiet rounds
 
@@ -336,6 +338,8 @@ def bench_recipe(name: str, seal_path: Path, key: bytes, args, log) -> list[dict
     file, options = RECIPES[name]
     recipe = load_recipe(EXPORT / file, **options)
     seals = {mode: open_seal(seal_path, key=key, weights=mode, threads=args.threads) for mode in MODES}
+    # the same seal opened again to run the whole batch per graph run: its own sessions, so the two chunkings' shapes do not alternate in one session
+    whole_batch = {mode: open_seal(seal_path, key=key, weights=mode, threads=args.threads, training_chunk=args.batch) for mode in MODES}
     results = []
     for tower in recipe.towers:
         module = tower.module.eval()
@@ -357,6 +361,8 @@ def bench_recipe(name: str, seal_path: Path, key: bytes, args, log) -> list[dict
             calls[("vjp", mode)] = lambda t=t: t.vjp(inputs, cotangent)
             calls[("step_recompute", mode)] = lambda t=t: (t.forward(inputs), t.vjp(inputs, cotangent))
             calls[("step", mode)] = lambda t=t: t.backward(t.forward_for_backward(inputs)[1], cotangent)
+            w = whole_batch[mode].tower(tower.name)
+            calls[("step_whole", mode)] = lambda w=w: w.backward(w.forward_for_backward(inputs)[1], cotangent)
 
         # correctness check (and first call: sessions are created here, outside the timings)
         ref_out = torch_forward().numpy()
@@ -451,7 +457,8 @@ def bench_recipe(name: str, seal_path: Path, key: bytes, args, log) -> list[dict
     return results
 
 
-E2E_METHODS = ("dga-seal", "dga-seal-shared", "dga-seal-recompute", "dga-torch")  # dga-seal: open_seal's default weights ("auto")
+E2E_METHODS = ("dga-seal", "dga-seal-shared", "dga-seal-recompute", "dga-seal-whole", "dga-torch")
+# dga-seal: open_seal's defaults (weights "auto", the tower's training chunk); -whole: the whole batch per graph run
 
 
 def bench_e2e(name: str, seal_path: Path, key: bytes, args, log) -> dict:
@@ -470,7 +477,8 @@ def bench_e2e(name: str, seal_path: Path, key: bytes, args, log) -> dict:
     for method in E2E_METHODS:
         recipe = load_recipe(EXPORT / file, **options) if method == "dga-torch" else None
         weights = "shared" if method.endswith("-shared") else "auto"
-        steps[method] = make_step(method, open_seal(seal_path, key=key, threads=args.threads, weights=weights), recipe, args.batch)
+        chunk = args.batch if method.endswith("-whole") else 0
+        steps[method] = make_step(method, open_seal(seal_path, key=key, threads=args.threads, weights=weights, training_chunk=chunk), recipe, args.batch)
     losses = {method: [step() for _ in range(2)] for method, step in steps.items()}  # warm-up; same losses: same adapters and backbone
     log(f"{name}: e2e warm-up losses {json.dumps(losses)}")
     times = {m: [] for m in steps}
@@ -586,14 +594,15 @@ def markdown(report: dict) -> str:
             "",
             "Residuals: the seal's one-forward training graphs; weights as `open_seal` opens them by default (`auto`: copied",
             "for a graph with up to 32 MiB of weights, shared above), and all shared. Recompute: forward + VJP, default weights.",
+            "Whole batch: residuals, default weights, the whole batch in one run of each graph (before the towers' training chunk).",
             "",
-            "| recipe | dga through the seal, residuals, default weights | residuals, shared weights | recompute | torch loop, same adapters, frozen backbone "
-            "| residuals (default) vs torch | residuals (shared) vs torch | recompute vs torch |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+            "| recipe | dga through the seal, residuals, default weights | residuals, shared weights | recompute | whole batch | torch loop, same adapters, "
+            "frozen backbone | residuals (default) vs torch | residuals (shared) vs torch | recompute vs torch | whole batch vs torch |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         for name, e in report["e2e"].items():
             cells = [f"{e[m]['steps_per_s']:.2f}" if m in e else "-" for m in E2E_METHODS]  # runs from before the shared row lack it
-            vs = [f"{e[m]['speed_vs_torch']:.2f}x [{e[m]['speed_vs_torch_p25_p75'][0]:.2f}-{e[m]['speed_vs_torch_p25_p75'][1]:.2f}]" if m in e else "-" for m in E2E_METHODS[:3]]
+            vs = [f"{e[m]['speed_vs_torch']:.2f}x [{e[m]['speed_vs_torch_p25_p75'][0]:.2f}-{e[m]['speed_vs_torch_p25_p75'][1]:.2f}]" if m in e else "-" for m in E2E_METHODS[:-1]]
             lines.append(f"| {name} | {' | '.join(cells)} | {' | '.join(vs)} |")
     if report["memory"]:
         lines += [

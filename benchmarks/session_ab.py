@@ -27,7 +27,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # profile_graph
 
-from profile_graph import random_feeds  # noqa: E402
+from profile_graph import add_seal_arguments, random_feeds  # noqa: E402
 
 from sealkit.fileio import atomic_write_json  # noqa: E402
 from sealkit.runtime import seal as seal_module  # noqa: E402
@@ -59,11 +59,7 @@ def open_variant(path: Path, key: Path | None, threads: int, spinning: bool, are
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("seal", type=Path)
-    parser.add_argument("--key", type=Path)
-    parser.add_argument("--tower")
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--seq", type=int, default=64, help="sequence length of text towers")
+    add_seal_arguments(parser)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=12)
     parser.add_argument("--warmup", type=int, default=3)

@@ -29,18 +29,23 @@ from seal_speed import EXPORT, RECIPES, gc_collect, hwm_bytes, rss_bytes  # noqa
 
 CONFIGS = ("dga-seal", "dga-seal-shared", "lga-seal", "lga-seal-shared", "dga-seal-recompute", "dga-torch", "lora", "full")
 # "-shared": the seal opened with weights="shared" (the others: open_seal's default, "auto").
-# Any seal configuration may end in "-arena-on" or "-arena-off": open_seal's training_arena (default "auto").
+# Any seal configuration may end in "-chunk-N" (open_seal's training_chunk, default 0 = auto), after
+# "-arena-on" or "-arena-off" (open_seal's training_arena, default "auto").
 ARENA_SUFFIXES = {"-arena-on": "on", "-arena-off": "off"}
 
 
-def parse_config(name: str) -> tuple[str, str, str]:
-    """'dga-seal-shared-arena-on' -> ('dga-seal', 'shared', 'on'): the method, weights mode and training arena."""
+def parse_config(name: str) -> tuple[str, str, str, int]:
+    """'dga-seal-shared-arena-on-chunk-2' -> ('dga-seal', 'shared', 'on', 2): the method, weights mode, training arena and chunk."""
+    chunk = 0
+    head, sep, rows = name.rpartition("-chunk-")
+    if sep and rows.isdigit():
+        name, chunk = head, int(rows)
     arena = "auto"
     for suffix, mode in ARENA_SUFFIXES.items():
         if name.endswith(suffix):
             name, arena = name.removesuffix(suffix), mode
     weights = "shared" if name.endswith("-shared") else "auto"
-    return name.removesuffix("-shared"), weights, arena
+    return name.removesuffix("-shared"), weights, arena, chunk
 
 
 def seal_path(recipe: str, seal_dir: Path) -> Path:
@@ -71,8 +76,8 @@ def worker(cfg: dict) -> dict:
     torch.set_num_threads(cfg["threads"])
     gc_collect()
     out = {"config": cfg["method"], "baseline": rss_bytes()}
-    method, weights, arena = parse_config(cfg["method"])
-    seal = open_seal(cfg["seal"], key=read_key(cfg["key"]), threads=cfg["threads"], weights=weights, training_arena=arena)
+    method, weights, arena, chunk = parse_config(cfg["method"])
+    seal = open_seal(cfg["seal"], key=read_key(cfg["key"]), threads=cfg["threads"], weights=weights, training_arena=arena, training_chunk=chunk)
     file, options = RECIPES[cfg["recipe"]]
     # the seal methods never touch the torch model; only the white-box ones load it
     recipe = load_recipe(EXPORT / file, **options) if method in ("dga-torch", "lora", "full") else None

@@ -131,6 +131,23 @@ def test_session_ab_times_every_setting_against_sealkits_own(tmp_path, keys, key
     assert all(r["median_ms"] > 0 for r in rows)
 
 
+def test_chunk_ab_times_the_towers_default_chunk_against_another(tmp_path, keys, key_bytes):
+    """benchmarks/chunk_ab.py on a tiny text seal: chunk 0 resolves to the text towers' 16 rows, ratios against the last chunk given."""
+    from sealkit.compile.export import export_seal
+    from sealkit.compile.recipe import load_recipe
+
+    seal = tmp_path / "tiny-text.seal"
+    export_seal(load_recipe(ROOT / "tests" / "recipes" / "tiny_text.py"), seal, key=key_bytes, exposure="dark", residuals=True)
+    out = tmp_path / "chunks.json"
+    command = [sys.executable, str(ROOT / "benchmarks" / "chunk_ab.py"), str(seal), "--key", str(keys["key"]), "--chunks", "0,2", "--rounds", "2", "--warmup", "0", "--batch", "5", "--seq", "5", "--threads", "1", "--json", str(out)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert {k: r["resolved_chunk"] for k, r in report["results"].items()} == {"0": 16, "2": 2}
+    assert report["results"]["2"]["ratio_to_last"] == 1.0 and report["results"]["0"]["median_ms"] > 0
+    assert report["providers"] == ["CPUExecutionProvider"]
+
+
 def test_matmul_floor_times_the_step_and_its_products(tmp_path):
     """benchmarks/matmul_floor.py at a tiny size: the torch step and the three product variants, as shares of the step."""
     out = tmp_path / "floor.json"

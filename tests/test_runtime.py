@@ -260,7 +260,7 @@ class _LinearGraph:
         self.vjp = vjp
         self.output_names = ["embedding", "grad_episode_features", "grad_ep0"] if vjp else ["embedding"]
 
-    def run(self, feeds):
+    def run(self, feeds, release_heap=True):
         x, ep = feeds["episode_features"], feeds.get("ep0", np.zeros(3, np.float32))
         y = x @ self.W + ep
         if not self.vjp:
@@ -292,7 +292,7 @@ def test_chunked_vjp_concatenates_input_gradients_and_sums_only_entry_gradients(
     x = rng.normal(size=(5, 2)).astype(np.float32)
     cot = rng.normal(size=(5, 3)).astype(np.float32)
     entries = {"ep0": np.ones(3, np.float32)}
-    whole = tower.vjp(x, cot, entries)
+    whole = tower.vjp(x, cot, entries, chunk=5)
     chunked = tower.vjp(x, cot, entries, chunk=2)
     np.testing.assert_allclose(chunked.output, x @ _LinearGraph.W + 1, rtol=1e-6)
     assert chunked.input_grads["episode_features"].shape == (5, 2)

@@ -9,6 +9,7 @@ training through `seal_forward` must use the pair instead of recomputing the for
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -109,7 +110,7 @@ def test_relu6_masks_are_saved_as_bool_and_gradients_still_match_torch(relu6_res
     assert not [spec for spec in saved if spec.dtype == "float32"]
     tower = seal.tower("image")
     pixels = 3 * np.random.default_rng(1).standard_normal((4, 3, 12, 12)).astype(np.float32)
-    _, residuals = tower.forward_for_backward(pixels)
+    _, residuals = tower.forward_for_backward(pixels, chunk=4)
     masks = [value for name, value in residuals.chunks[0].items() if name.startswith("residual_") and value.ndim == 4]
     assert [(m.dtype, m.shape, m.nbytes) for m in masks] == [(np.dtype(bool), (4, 8, 6, 6), 4 * 8 * 36)] * 2
     _residual_rows_within(check_tower(seal, recipe.towers[0], batches=(1, 5)))
@@ -176,6 +177,41 @@ def test_training_sessions_do_not_spin_and_text_towers_keep_their_arena(text_res
         open_seal(text.file.path, key=text._key, training_arena="fast")
 
 
+def test_training_graphs_run_the_batch_in_chunks_of_the_towers_size_with_the_whole_batchs_gradients(relu6_residual, text_residual, monkeypatch):
+    """A training run's working memory grows with its rows: on the CPU image towers run 4 rows at a time, text towers 16, at least one per thread."""
+    from sealkit.runtime.seal import DEFAULT_CHUNK, TRAINING_CHUNKS
+
+    _, seal = relu6_residual
+    tower = seal.tower("image")
+    assert tower.training_chunk == TRAINING_CHUNKS["image"] == 4
+    assert text_residual[1].tower("text").training_chunk == TRAINING_CHUNKS["text"] == 16
+    rng = np.random.default_rng(4)
+    pixels = 3 * rng.standard_normal((9, 3, 12, 12)).astype(np.float32)
+    cotangent = rng.standard_normal((9, 5)).astype(np.float32)
+    output, residuals = tower.forward_for_backward(pixels)
+    assert residuals.sizes == [4, 4, 1]
+    grads = tower.backward(residuals, cotangent).input_grads["pixels"]
+    whole_output, whole = tower.forward_for_backward(pixels, chunk=DEFAULT_CHUNK)
+    assert whole.sizes == [9]
+    assert relative_error(output, whole_output) <= 1e-6
+    assert relative_error(grads, tower.backward(whole, cotangent).input_grads["pixels"]) <= 1e-6
+    runs: list[tuple[str, int]] = []
+    run = tower._run
+    monkeypatch.setattr(tower, "_run", lambda kind, feeds, **kw: runs.append((kind, len(feeds["pixels"]))) or run(kind, feeds, **kw))
+    tower.vjp(pixels, cotangent)  # the recompute mode runs alike
+    assert runs == [("vjp", 4), ("vjp", 4), ("vjp", 1)]
+    # at least one row per intra-op thread; an explicit size wins; on CUDA the whole batch runs at once
+    assert open_seal(seal.file.path, key=seal._key, threads=12).tower("image").training_chunk == 12
+    assert open_seal(seal.file.path, key=seal._key).tower("image").training_chunk == max(4, os.cpu_count())
+    opened = open_seal(seal.file.path, key=seal._key, threads=1, training_chunk=3)
+    assert opened.tower("image").forward_for_backward(pixels)[1].sizes == [3, 3, 3]
+    monkeypatch.setattr(seal, "providers", ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert tower.training_chunk == DEFAULT_CHUNK
+    for bad in (-1, 1.5, True, "2"):
+        with pytest.raises(SealkitError, match="training_chunk must be a whole number"):
+            open_seal(seal.file.path, key=seal._key, training_chunk=bad)
+
+
 def test_training_graphs_release_the_heap_before_each_run_and_map_only_the_first(relu6_residual, monkeypatch):
     import contextlib
 
@@ -198,6 +234,10 @@ def test_training_graphs_release_the_heap_before_each_run_and_map_only_the_first
         _, residuals = tower.forward_for_backward(pixels)
         tower.backward(residuals, np.ones((2, 5), np.float32))
     assert events == ["release", "mapped", "release", "mapped", "release", "release"]
+    events.clear()
+    _, residuals = tower.forward_for_backward(np.zeros((9, 3, 12, 12), np.float32))  # 3 chunks: torch runs only between calls
+    tower.backward(residuals, np.ones((9, 5), np.float32))
+    assert events == ["release", "release"]
     events.clear()
     tower.forward(pixels)  # inference graphs keep their arena and the heap alone
     assert events == []

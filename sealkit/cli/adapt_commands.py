@@ -28,6 +28,7 @@ from sealkit.cli.common import (
     TaskKind,
     TrainingArena,
     TrainingArenaOption,
+    TrainingChunkOption,
     VerifyKeyOption,
     Weights,
     WeightsOption,
@@ -154,6 +155,7 @@ def adapt(
     device: Device = DeviceOption,
     weights: Weights = WeightsOption,
     training_arena: TrainingArena = TrainingArenaOption,
+    training_chunk: int = TrainingChunkOption,
     verify_key: Optional[Path] = VerifyKeyOption,
     image_col: Optional[str] = DataOpts["image_col"],
     text_col: Optional[str] = DataOpts["text_col"],
@@ -168,7 +170,8 @@ def adapt(
     check_output_path(out, "--out")  # before loading anything: a bad --out must not cost a training run
     for flag, value, low in (("--batch", batch, 1), ("--eval-every", eval_every, 0), ("--limit", limit, 1), ("--val-limit", val_limit, 1),
                              ("--image-width", image_width, 1), ("--text-rank", text_rank, 1), ("--text-prompts", text_prompts, 0),
-                             ("--output-hidden", output_hidden, -1), ("--shared-dim", shared_dim, 1), ("--steps", steps, 1)):  # fmt: skip
+                             ("--output-hidden", output_hidden, -1), ("--shared-dim", shared_dim, 1), ("--steps", steps, 1),
+                             ("--training-chunk", training_chunk, 0)):  # fmt: skip
         at_least(flag, value, low)
     for flag, value in (("--lr", lr), ("--image-lr", image_lr)):
         if value is not None:
@@ -179,7 +182,9 @@ def adapt(
     dilations = _parse_dilations(image_dilations)
     _check_text_context(text_context)
     columns = dict(image_col=image_col, text_col=text_col, text_b_col=text_b_col, label_col=label_col, group_col=group_col)
-    opened = open_seal_checked(seal, key, verify_key, providers=device.value, weights=weights.value, training_arena=training_arena.value)
+    opened = open_seal_checked(
+        seal, key, verify_key, providers=device.value, weights=weights.value, training_arena=training_arena.value, training_chunk=training_chunk
+    )
     train_set = _load(train, columns, on_bad, limit, captions)
     if val:
         val_set = _load(val, columns, on_bad, val_limit, captions)

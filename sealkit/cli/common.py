@@ -76,15 +76,22 @@ WeightsOption = typer.Option(
     "auto",
     "--weights",
     help="How onnxruntime holds the backbone's weights. shared: once for all graphs (least memory); copied: its own optimised copy per "
-    "graph (faster, convolutions most: EfficientNet-Lite0 trains 1.2x faster, for 68 MiB more peak memory at batch 8); auto: copied for "
+    "graph (faster, convolutions most: EfficientNet-Lite0's dga trains 1.4x faster, for 31 MiB more peak memory at batch 8); auto: copied for "
     "graphs with up to 32 MiB of weights, shared above.",
 )
 TrainingArenaOption = typer.Option(
     "auto",
     "--training-arena",
     help="onnxruntime's CPU memory arena for the training graphs: speed against memory. At batch 8, MiniLM: on takes 0.83x the time per "
-    "step for 14 MiB more peak; EfficientNet-Lite0: on takes 0.53x the time, but dga peaks at 828 against 337 MiB (full fine-tuning: 634). "
-    "auto: on for text towers, off for image towers.",
+    "step for 14 MiB more peak; EfficientNet-Lite0: the whole batch's step took 0.53x the time with it, but in chunks of 2 rows dga "
+    "peaks at 387 against 229 MiB (full fine-tuning: 646). auto: on for text towers, off for image towers.",
+)
+TrainingChunkOption = typer.Option(
+    0,
+    "--training-chunk",
+    help="Rows of a batch per run of the seal's training graphs: a run's working memory grows with its rows, its time per row hardly "
+    "does. EfficientNet-Lite0, batch 8: dga peaks at 270 / 229 / 252 / 337 MiB with chunks of 1 / 2 / 4 / 8 rows. "
+    "0 (auto): 4 rows for image towers and 16 for text towers on the CPU, or one per thread if that is more; the whole batch on CUDA.",
 )
 DeviceOption = typer.Option(
     "auto", "--device", help="onnxruntime execution provider: cuda needs onnxruntime-gpu (pip install 'sealkit[gpu]'); auto: cuda when available."

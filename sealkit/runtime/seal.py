@@ -8,6 +8,7 @@ Never imports torch.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from onnxruntime.capi import onnxruntime_pybind11_state as _ort_state
 from sealkit.data.text import TextEncoder
 from sealkit.errors import InputError, SealKeyError, SealkitError
 from sealkit.runtime.heap import mapped_allocations, release_free_heap
-from sealkit.runtime.providers import default_providers, resolve_providers, session_providers  # noqa: F401  (default_providers: old import path)
+from sealkit.runtime.providers import CUDA, default_providers, resolve_providers, session_providers  # noqa: F401  (default_providers: old import path)
 from sealkit.seal import crypto
 from sealkit.seal.container import SealFile, read_seal
 from sealkit.seal.manifest import Manifest, TensorSpec, TowerSpec
@@ -102,10 +103,13 @@ class _Graph:
         self.training = training
         self._first_run = training
 
-    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    def run(self, feeds: dict[str, np.ndarray], release_heap: bool = True) -> list[np.ndarray]:
+        """Run the session; a training graph first returns the heap's free memory to the system,
+        unless `release_heap` is False (a later chunk of the same batch: nothing ran in between)."""
         if not self.training:
             return self._run(feeds)
-        release_free_heap()  # what torch freed since the last run (sealkit/runtime/heap.py)
+        if release_heap:
+            release_free_heap()  # what torch freed since the last run (sealkit/runtime/heap.py)
         if not self._first_run:
             return self._run(feeds)
         # a first run has no planned memory block yet; image batches keep their shape, so that is
@@ -145,10 +149,10 @@ class Tower:
                 self._graphs[graph] = self._seal._load_graph(blob, self.spec.modality)
             return self._graphs[graph]
 
-    def _run(self, kind: str, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    def _run(self, kind: str, feeds: dict[str, np.ndarray], first_chunk: bool = True) -> list[np.ndarray]:
         graph = self._graph(kind)
         try:
-            return graph.run(feeds)
+            return graph.run(feeds, release_heap=first_chunk)
         except _RUN_ERRORS as exc:
             shapes = ", ".join(f"'{name}' {list(value.shape)}" for name, value in feeds.items())
             reason = (str(exc).split("Status Message:")[-1].strip().splitlines() or ["unknown"])[0][:240]
@@ -232,10 +236,13 @@ class Tower:
         inputs: Mapping[str, np.ndarray] | np.ndarray,
         cotangent: np.ndarray,
         entries: Mapping[str, np.ndarray] | None = None,
-        chunk: int = DEFAULT_CHUNK,
+        chunk: int | None = None,
     ) -> VJPResult:
-        """The output and the vector-Jacobian products of `cotangent` with the inputs and entry points."""
+        """The output and the vector-Jacobian products of `cotangent` with the inputs and entry points.
+
+        `chunk`: rows per graph run (default: `training_chunk`)."""
         feeds, batch = self._feeds(inputs, entries)
+        chunk = chunk or self.training_chunk
         out_spec = self.spec.output
         self._check(TensorSpec(f"grad_{out_spec.name}", out_spec.shape, out_spec.dtype), cotangent, {"batch": batch})
         feeds[f"grad_{out_spec.name}"] = cotangent
@@ -244,7 +251,7 @@ class Tower:
         batched = self._batched_names | {f"grad_{out_spec.name}"}
         parts: list[list[np.ndarray]] = []
         for start in range(0, batch, chunk):
-            parts.append(self._run(kind, _slice(feeds, start, chunk, batched)))
+            parts.append(self._run(kind, _slice(feeds, start, chunk, batched), first_chunk=start == 0))
         results = self._gather(names, parts)
         return self._vjp_result(results.pop(out_spec.name), results)
 
@@ -269,6 +276,17 @@ class Tower:
         )
 
     @property
+    def training_chunk(self) -> int:
+        """Rows per run of this tower's training graphs: the seal's `training_chunk` if set; on CUDA the
+        whole batch; on the CPU TRAINING_CHUNKS, or one row per intra-op thread if that is more."""
+        if self._seal.training_chunk:
+            return self._seal.training_chunk
+        if CUDA in self._seal.providers:
+            return DEFAULT_CHUNK
+        threads = self._seal.threads or os.cpu_count() or 1
+        return max(TRAINING_CHUNKS.get(self.spec.modality, DEFAULT_CHUNK), threads)
+
+    @property
     def has_residual_graphs(self) -> bool:
         """Whether this tower trains with one forward per step (`forward_for_backward` + `backward`)."""
         return self.spec.has_residual_graphs
@@ -277,22 +295,24 @@ class Tower:
         self,
         inputs: Mapping[str, np.ndarray] | np.ndarray,
         entries: Mapping[str, np.ndarray] | None = None,
-        chunk: int = DEFAULT_CHUNK,
+        chunk: int | None = None,
     ) -> tuple[np.ndarray, Residuals]:
         """The output, and the residuals `backward` needs: a training step's one forward.
 
         Needs a seal exported with residual graphs; the residuals stay in memory until dropped.
+        `chunk`: rows per graph run (default: `training_chunk`); `backward` runs the same chunks.
         """
         if not self.has_residual_graphs:
             raise SealkitError(f"tower '{self.name}' has no forward_saved/backward graphs: its seal was exported without residuals; use vjp() instead")
         feeds, batch = self._feeds(inputs, entries)
+        chunk = chunk or self.training_chunk
         suffix = "_entries" if entries else ""
         forward = self._graph(f"forward_saved{suffix}")
         backward_reads = set(self._graph(f"backward{suffix}").input_names)
         outputs, sizes, chunks = [], [], []
         for start in range(0, batch, chunk):
             part = _slice(feeds, start, chunk, self._batched_names)
-            values = self._run(f"forward_saved{suffix}", part)
+            values = self._run(f"forward_saved{suffix}", part, first_chunk=start == 0)
             outputs.append(values[0])
             sizes.append(min(chunk, batch - start))
             saved = {name: value for name, value in part.items() if name in backward_reads}
@@ -314,7 +334,7 @@ class Tower:
         kind = f"backward{residuals.kind}"
         parts, start = [], 0
         for size, saved in zip(residuals.sizes, residuals.chunks):
-            parts.append(self._run(kind, {**saved, grad_name: cotangent[start : start + size]}))
+            parts.append(self._run(kind, {**saved, grad_name: cotangent[start : start + size]}, first_chunk=start == 0))
             start += size
         grads = self._gather(self._graph(kind).output_names, parts)
         return self._vjp_result(np.empty((0,), dtype=np.float32), grads)
@@ -359,7 +379,26 @@ TRAINING_ARENA_MODES = ("auto", "on", "off")
 #   peak in a dga run (40 in lga; full fine-tuning adds 672).
 # - EfficientNet-Lite0 (224 px): 0.53x the time, but dga's peak goes from 337 to 828 MiB, 1.3x full
 #   fine-tuning's (634).
-# "auto": on for text towers, off for image towers.
+# "auto": on for text towers, off for image towers. Image towers now run their batch in chunks
+# (TRAINING_CHUNKS), and the arena still costs them memory: a dga run in chunks of 2 rows peaked at
+# 387 MiB with it against 229 without (full fine-tuning: 646), so it stays off.
+
+
+# Rows of a batch per run of a training graph on the CPU ("auto"; on CUDA the whole batch runs at
+# once). A run's working memory grows with its rows; its time per row hardly does. Measured with 2
+# threads (benchmarks/train_memory.py and seal_speed.py, results in docs/benchmarks.md):
+# - EfficientNet-Lite0, 224 px, batch 8: a dga run's peak over its baseline with chunks of 1 / 2 /
+#   4 / 8 rows, 270 / 229 / 252 / 337 MiB (full fine-tuning: 646). The seal's residual step in
+#   chunks of 4 against the whole batch, interleaved: 266 against 297 ms (the pair's image tower:
+#   282 against 286); dga end to end 1.05x and 1.23x the torch loop's steps/s against 1.02x and
+#   1.21x. At batch 32, a dga run peaked at 656 MiB against 1090 (full fine-tuning: 2028).
+# - MiniLM, sequence 64, batch 32: a dga run peaked at 545 MiB in chunks of 16 against 716 for the
+#   whole batch (full fine-tuning: 885), 0.71 against 0.74 s per step. At batch 8 it changes nothing.
+# Both were measured at 2 threads. With more threads a chunk needs more rows to keep them busy:
+# EfficientNet-Lite0, batch 32, on a 16-core machine (benchmarks/chunk_ab.py), the step took 1.18x /
+# 1.09x / 0.99x the whole batch's time in chunks of 4 / 8 / 16 rows at 16 threads, and 1.06x / 1.03x /
+# 1.01x at 8 threads; so a chunk has at least one row per thread.
+TRAINING_CHUNKS = {"image": 4, "text": 16}
 
 
 def training_arena_on(mode: str, modality: str) -> bool:
@@ -385,11 +424,14 @@ class Seal:
         threads: int = 0,
         weights: str = "auto",
         training_arena: str = "auto",
+        training_chunk: int = 0,
     ):
         if weights not in WEIGHT_MODES:
             raise SealkitError(f"weights must be one of {WEIGHT_MODES}, got {weights!r}")
         if training_arena not in TRAINING_ARENA_MODES:
             raise SealkitError(f"training_arena must be one of {TRAINING_ARENA_MODES}, got {training_arena!r}")
+        if isinstance(training_chunk, bool) or not isinstance(training_chunk, int) or training_chunk < 0:
+            raise SealkitError(f"training_chunk must be a whole number of rows, 0 for auto; got {training_chunk!r}")
         self.file = file
         self.manifest: Manifest = file.manifest
         self._key = key
@@ -397,6 +439,7 @@ class Seal:
         self.threads = threads
         self.weights_mode = weights
         self.training_arena = training_arena
+        self.training_chunk = training_chunk
         self.authenticity_warnings: list[str] = []
         file.check_key(key)
         self._weights = _WeightPool(file.blob(WEIGHTS_BLOB, key))
@@ -472,6 +515,7 @@ def open_seal(
     threads: int = 0,
     weights: str = "auto",
     training_arena: str = "auto",
+    training_chunk: int = 0,
 ) -> Seal:
     """Open a seal: check it, verify its signature if `verify_key` is given, and decrypt it in memory.
 
@@ -480,6 +524,7 @@ def open_seal(
     `providers`: "cpu", "cuda", "auto" (default: CUDA when available) or onnxruntime provider names.
     `weights`: "auto" (default), "shared" or "copied": memory against speed, see `Seal`.
     `training_arena`: "auto" (default), "on" or "off": memory against speed for training graphs, see TRAINING_ARENA_MODES.
+    `training_chunk`: rows of a batch per run of a training graph; 0 (default): auto, see TRAINING_CHUNKS.
     """
     file = read_seal(path)
     verify_key = crypto.resolve_verify_key_path(verify_key)
@@ -493,7 +538,7 @@ def open_seal(
         key_bytes = crypto.read_key(key_path) if key_path is not None else None
     if file.manifest.encrypted and key_bytes is None:
         raise SealKeyError(f"{Path(path).name} is encrypted; give its key file, or set {crypto.KEY_ENV} to the key file", topic="key")
-    seal = Seal(file, key_bytes, providers=providers, threads=threads, weights=weights, training_arena=training_arena)
+    seal = Seal(file, key_bytes, providers=providers, threads=threads, weights=weights, training_arena=training_arena, training_chunk=training_chunk)
     seal.authenticity_warnings = authenticity_warnings(file)
     return seal
 
