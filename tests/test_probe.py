@@ -134,3 +134,22 @@ def test_a_text_head_starts_from_its_best_short_run(text_seal, tmp_path):
     probe = read_adapter_file(tmp_path / "fitted.adapter").meta["probe"]
     short_runs = [score for name, score in probe["scores"].items() if name.startswith("lr=")]
     assert probe["c"] is None and probe["metric"] == pytest.approx(max(short_runs)) == pytest.approx(fitted)
+
+
+def test_image_towers_are_embedded_16_items_a_pass_without_gradients(pair_seal, monkeypatch):
+    """onnxruntime's arena keeps an inference pass's working memory for good (a 224 px EfficientNet-Lite0
+    forward of 64 rows: 750 MiB held), so evaluation and feature caching run image towers 16 items a pass."""
+    from sealkit.train.objectives import EVAL_CHUNK, IMAGE_EVAL_CHUNK
+
+    dataset = permuted_colour_dataset(7, seed=0)  # 42 images
+    objective = make_objective(pair_seal, build_task_spec(pair_seal, dataset, "classify"))
+    assert (objective.eval_chunk("image"), objective.eval_chunk("text")) == (IMAGE_EVAL_CHUNK, EVAL_CHUNK) == (16, 64)
+    tower = pair_seal.tower("image")
+    rows: list[int] = []
+    forward = tower.forward
+    monkeypatch.setattr(tower, "forward", lambda feeds, *args, **kw: rows.append(len(next(iter(feeds.values())))) or forward(feeds, *args, **kw))
+    features = objective.frozen_features("image", [e.image for e in dataset.examples])
+    assert rows == [16, 16, 10] and features.shape[0] == 42
+    rows.clear()
+    objective.predict(None, dataset)  # the cache answers: no pass at all
+    assert rows == []

@@ -26,6 +26,11 @@ from sealkit.train.pack import AdapterPack
 
 DEFAULT_TEMPLATES = {"image": ["a photo of a {}."], "text": ["{}"]}
 EVAL_CHUNK = 64
+# Rows per evaluation or feature-caching pass through an image tower. Inference graphs keep
+# onnxruntime's arena, which holds the largest pass's working memory for good: a 224 px
+# EfficientNet-Lite0 forward of 64 rows left 750 MiB held, of 16 rows 269 MiB, at 5.3 against 5.0 ms
+# per row (2 threads; docs/benchmarks.md). The image input adapter's activations shrink alike.
+IMAGE_EVAL_CHUNK = 16
 
 
 def _tower_of(seal: Seal, modality: str) -> str | None:
@@ -94,6 +99,10 @@ class Objective:
         self._frozen_cache: dict[tuple[str, object], np.ndarray] = {}
 
     # --- embeddings ---------------------------------------------------------------------------
+    def eval_chunk(self, tower_name: str) -> int:
+        """Items per pass when embedding many without gradients (see IMAGE_EVAL_CHUNK)."""
+        return IMAGE_EVAL_CHUNK if self.seal.tower(tower_name).spec.modality == "image" else EVAL_CHUNK
+
     def frozen_features(self, tower_name: str, items: list) -> np.ndarray:
         """Backbone outputs without adapters, cached by item (images by identity, texts by content)."""
         tower = self.seal.tower(tower_name)
@@ -102,10 +111,11 @@ class Objective:
         if missing:
             by_key = {(tower_name, _item_key(item)): item for item in items}
             todo = [by_key[k] for k in missing]
-            for start in range(0, len(todo), EVAL_CHUNK):
-                part = todo[start : start + EVAL_CHUNK]
+            chunk = self.eval_chunk(tower_name)
+            for start in range(0, len(todo), chunk):
+                part = todo[start : start + chunk]
                 features = tower.forward(tower_inputs(tower, part).feeds(tower))
-                for key, row in zip(missing[start : start + EVAL_CHUNK], features):
+                for key, row in zip(missing[start : start + chunk], features):
                     self._frozen_cache[key] = row
         return np.stack([self._frozen_cache[k] for k in keys])
 
@@ -122,10 +132,10 @@ class Objective:
 
     def embed_all(self, pack: AdapterPack | None, tower_name: str, items: list) -> np.ndarray:
         """Normalised embeddings for many items, in chunks, without gradients."""
-        chunks = []
+        chunks, chunk = [], self.eval_chunk(tower_name)
         with torch.no_grad():
-            for start in range(0, len(items), EVAL_CHUNK):
-                chunks.append(self.embed(pack, tower_name, items[start : start + EVAL_CHUNK]).numpy())
+            for start in range(0, len(items), chunk):
+                chunks.append(self.embed(pack, tower_name, items[start : start + chunk]).numpy())
         return normalise(np.concatenate(chunks))
 
     def zero_shot_defined(self) -> bool:
@@ -189,8 +199,9 @@ class ClassifyObjective(Objective):
         with torch.no_grad():
             classes = self.class_embeddings(pack) if self.spec.head == "text" else None
             items = _field(dataset.examples, self.spec.query_field)
-            for start in range(0, len(items), EVAL_CHUNK):
-                queries = self.embed(pack, self.spec.query_tower, items[start : start + EVAL_CHUNK])
+            chunk = self.eval_chunk(self.spec.query_tower)
+            for start in range(0, len(items), chunk):
+                queries = self.embed(pack, self.spec.query_tower, items[start : start + chunk])
                 predictions.append(self.logits(pack, queries, classes).argmax(dim=-1).numpy())
         return np.concatenate(predictions)
 
