@@ -132,7 +132,8 @@ class Objective:
 
     def embed_all(self, pack: AdapterPack | None, tower_name: str, items: list) -> np.ndarray:
         """Normalised embeddings for many items, in chunks, without gradients."""
-        chunks, chunk = [], self.eval_chunk(tower_name)
+        chunks = []
+        chunk = self.eval_chunk(tower_name)
         with torch.no_grad():
             for start in range(0, len(items), chunk):
                 chunks.append(self.embed(pack, tower_name, items[start : start + chunk]).numpy())
