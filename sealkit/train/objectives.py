@@ -18,7 +18,7 @@ from sealkit.adapters.config import TASKS, TaskSpec
 from sealkit.adapters.functional import normalise
 from sealkit.data.dataset import Dataset, Example
 from sealkit.errors import DataError, SealkitError
-from sealkit.runtime.inputs import tower_inputs
+from sealkit.runtime.inputs import plain_forward, tower_inputs
 from sealkit.runtime.metrics import accuracy, evaluate_retrieval
 from sealkit.runtime.metrics import item_key as _item_key
 from sealkit.runtime.seal import Seal
@@ -110,13 +110,8 @@ class Objective:
         missing = list(dict.fromkeys(k for k in keys if k not in self._frozen_cache))
         if missing:
             by_key = {(tower_name, _item_key(item)): item for item in items}
-            todo = [by_key[k] for k in missing]
-            chunk = self.eval_chunk(tower_name)
-            for start in range(0, len(todo), chunk):
-                part = todo[start : start + chunk]
-                features = tower.forward(tower_inputs(tower, part).feeds(tower))
-                for key, row in zip(missing[start : start + chunk], features):
-                    self._frozen_cache[key] = row
+            features = plain_forward(tower, [by_key[k] for k in missing], self.eval_chunk(tower_name))
+            self._frozen_cache.update(zip(missing, features))
         return np.stack([self._frozen_cache[k] for k in keys])
 
     def embed(self, pack: AdapterPack | None, tower_name: str, items: list) -> torch.Tensor:
