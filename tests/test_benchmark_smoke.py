@@ -163,3 +163,42 @@ def test_matmul_floor_times_the_step_and_its_products(tmp_path):
     linear = 6 * 2 * 2 * 16 * (4 * 384 * 384 + 2 * 384 * 1536)
     heads = 6 * 6 * 2 * 2 * 12 * 8 * 8 * 32
     assert abs(report["gflop"] - (linear + heads) / 1e9) < 0.01
+
+
+@pytest.mark.slow
+def test_token_output_benchmark_runs_resumes_and_reports_shares(tmp_path):
+    """benchmarks/token_output.py at a tiny size: each run lands as one line, a rerun skips it, the summary gives shares."""
+    out = tmp_path / "token_output.jsonl"
+    command = [sys.executable, str(ROOT / "benchmarks" / "token_output.py"), "--sizes", "12,8,8", "--steps", "2", "--evals", "1", "--batch", "4", "--seeds", "0"]
+    command += ["--methods", "output-tokens,dga-tokens,full", "--threads", "1", "--out", str(out)]
+    first = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    runs = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["method"] for r in runs] == ["output-tokens", "dga-tokens", "full"]
+    assert all(0.0 <= r["test"] <= 1.0 and r["best_step"] in (0, 2) for r in runs)
+    assert "zero-shot test" in first.stdout and "share of full's gain" in first.stdout
+    again = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert len(out.read_text().splitlines()) == 3  # nothing rerun
+    assert '"method"' not in again.stdout
+
+
+def test_token_layer_starts_as_the_pooled_output_adapter():
+    """The token-level output adapter is the identity at start: before training it returns what pooling alone does."""
+    import torch
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from token_output import PooledOutput, TokenLayer
+
+    torch.manual_seed(0)
+    states, mask = torch.randn(3, 7, 384), torch.tensor([[1] * 7, [1] * 4 + [0] * 3, [1] * 2 + [0] * 5])
+    token_layer, pooled = TokenLayer(), PooledOutput()
+    pooled.load_state_dict({k: v for k, v in token_layer.state_dict().items() if k.startswith("pooled.")})
+    with torch.no_grad():
+        torch.testing.assert_close(token_layer(states, mask), pooled(states, mask))
+        # trained (here: random) weights: padding still never reaches the real tokens' result
+        for parameter in token_layer.parameters():
+            parameter.normal_(0.0, 0.1)
+        noisy = states.clone()
+        noisy[mask == 0] = 100.0
+        torch.testing.assert_close(token_layer(noisy, mask), token_layer(states, mask))
