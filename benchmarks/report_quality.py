@@ -228,12 +228,12 @@ def chart(results: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     grouped = group(results)
-    fig, axes = plt.subplots(1, len(grouped), figsize=(5.2 * len(grouped), 3.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(grouped), figsize=(6.0 * len(grouped), 4.2), squeeze=False)
     for ax, (task, by_steps) in zip(axes[0], grouped.items()):
         budgets = sorted(by_steps)
         methods = sorted({m for st in by_steps.values() for m in st}, key=method_sort_key)
         width = 0.8 / len(budgets)
-        low = 1.0
+        low, high = 1.0, 0.0
         for b, steps in enumerate(budgets):
             rows = {r["method"]: r for r in method_rows(by_steps[steps])}
             xs = [i + (b - (len(budgets) - 1) / 2) * width for i, m in enumerate(methods) if m in rows]
@@ -252,11 +252,12 @@ def chart(results: dict, path: Path) -> None:
                 label=f"{steps} steps",
             )
             low = min(low, float(np.min(means - np.nan_to_num(errors[0]))))
-        ax.set_xticks(range(len(methods)), [tick_label(m) for m in methods], rotation=30, fontsize=8)
+            high = max(high, float(np.max(means + np.nan_to_num(errors[1]))))
+        ax.set_xticks(range(len(methods)), [tick_label(m) for m in methods], rotation=30, ha="right", fontsize=7)
         ax.set_title(TASK_TITLES.get(task, task).split(" (")[0], fontsize=9)
         any_cell = next(iter(next(iter(by_steps.values())).values()))
         ax.set_ylabel(next(iter(any_cell.values()))["main_metric"])
-        ax.set_ylim(max(0.0, low - 0.05), 1.0)
+        ax.set_ylim(max(0.0, low - 0.05), min(1.0, high + 0.05))  # a low metric (recall) keeps its differences visible
         ax.legend(fontsize=7)
     fig.suptitle("gray-box (blue) vs white-box (orange)\nmean over seeds, 95% bootstrap interval over seeds x test examples", fontsize=9)
     fig.tight_layout()
