@@ -405,7 +405,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int_list, default=None, help="training seeds, comma-separated (default 0,1,2; --smoke: 0)")
     parser.add_argument("--data-seed", type=int, default=0, help="the train/val/test split (the same for every method and seed)")
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=None, help="gray-box input side; default: sealkit adapt's (2e-3 on text towers, 1e-2 on image towers; the runs before 2026-11-26 night used 2e-3 everywhere: pass --lr 2e-3 to extend their files)")
+    parser.add_argument("--lr", type=float, default=None, help="gray-box input side; default: sealkit adapt's (4e-3 on text towers since 2026-11-27, 1e-2 on image towers; the stored runs used 2e-3 on text: pass --lr 2e-3 to extend their files)")
     parser.add_argument("--lr-lora", type=float, default=1e-3, help="LoRA weights")
     parser.add_argument("--lr-whitebox", type=float, default=1e-4, help="full fine-tuning (the backbone's weights)")
     parser.add_argument("--evals", type=int, default=3, help="validation evaluations per run after step 0 (best kept)")

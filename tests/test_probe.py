@@ -79,14 +79,21 @@ def test_step_zero_is_kept_when_training_only_hurts(image_seal, tmp_path):
 
 
 def test_the_input_side_trains_at_its_towers_rate_image_or_text(pair_seal):
-    """Image towers' input adapters default to 1e-2, text towers' to 2e-3; an lr given alone applies to both."""
+    """Image towers' input adapters default to 1e-2, text towers' to 4e-3; an lr given alone applies to both."""
     pack = AdapterPack(pair_seal, AdapterConfig(method="dga"), TaskSpec("retrieve", "image", "image", "text", "text"))
-    for config, image, text in ((TrainConfig(), 1e-2, 2e-3), (TrainConfig(lr=5e-3), 5e-3, 5e-3), (TrainConfig(lr=5e-3, image_lr=1e-3), 1e-3, 5e-3)):
+    for config, image, text in ((TrainConfig(), 1e-2, 4e-3), (TrainConfig(lr=5e-3), 5e-3, 5e-3), (TrainConfig(lr=5e-3, image_lr=1e-3), 1e-3, 5e-3)):
         peak = {id(p): g["peak_lr"] for g in parameter_groups(pack, config, output_lr=7e-2) for p in g["params"]}
         for name, p in pack.named_parameters():
             expected = {"image": image, "text": text}[name.split(".")[1]] if AdapterPack.side(name) == "input" else 7e-2
             assert peak[id(p)] == expected, (config, name)
     assert {name.split(".")[1] for name, _ in pack.named_parameters() if AdapterPack.side(name) == "input"} == {"image", "text"}
+
+
+def test_the_output_side_falls_back_to_its_own_rate_not_the_text_input_rate():
+    """Without a probe fit the output side trains at output_lr, else lr, else 2e-3: changing the text input default leaves it alone."""
+    assert TrainConfig().fallback_output_lr() == 2e-3 != TrainConfig().input_lr("text")
+    assert TrainConfig(lr=5e-2).fallback_output_lr() == 5e-2
+    assert TrainConfig(lr=5e-2, output_lr=1e-3).fallback_output_lr() == 1e-3
 
 
 def test_each_parameter_group_trains_at_its_own_learning_rate(image_seal, tmp_path, monkeypatch):

@@ -71,7 +71,7 @@ def demo(
     val_limit: int = typer.Option(400, "--val-limit", help="Validation examples (held out of training; every choice is made on them)."),
     test_limit: int = typer.Option(1000, "--test-limit", help="Test examples (only reported)."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Steps of the LightGray-box run (0 skips it); default 150 for rt-sentiment, 600 for mnist."),
-    lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate of the LightGray-box input side; default sealkit adapt's (2e-3 on text, 1e-2 on images)."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate of the LightGray-box input side; default sealkit adapt's (4e-3 on text, 1e-2 on images)."),
 ) -> None:
     """Export a backbone as a light seal and adapt it: output-only vs LightGray-box on held-out test data."""
     need_extra("export", "sealkit demo")

@@ -135,7 +135,7 @@ def fit(
     checkpoint_every = config.checkpoint_every or eval_every
     val_subset = val.subset(config.max_eval, seed=config.seed) if val is not None and len(val) else None
     parameters = [p for p in pack.parameters() if p.requires_grad]
-    output_lr = output_lr if output_lr is not None else config.output_lr if config.output_lr is not None else config.input_lr("text")
+    output_lr = output_lr if output_lr is not None else config.fallback_output_lr()
     optimizer = torch.optim.AdamW(parameter_groups(pack, config, output_lr), lr=config.input_lr("text"))
     identity = {"seal_id": pack.seal_id, "method": pack.config.method, "task": pack.task.task, "config": config.to_dict(), "train_size": len(train), "adapter": pack.config.to_dict()}  # fmt: skip
 
