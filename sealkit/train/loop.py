@@ -124,7 +124,7 @@ def fit(
 ) -> FitResult:
     """Train `pack` on `train` for `task`; evaluate on `val`; checkpoint to `checkpoint_path`.
 
-    The output side trains at `output_lr` (default: `config.output_lr`, else `config.lr`). A fresh
+    The output side trains at `output_lr` (default: `config.fallback_output_lr()`). A fresh
     run evaluates its start (step 0) first, so the kept adapters are never worse on validation than
     the (fitted) adapters it began with.
     """
