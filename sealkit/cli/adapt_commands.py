@@ -128,7 +128,7 @@ def adapt(
     steps: Optional[int] = typer.Option(None, "--steps", help="Training steps (default 200)."),
     epochs: Optional[float] = typer.Option(None, "--epochs", help="Training epochs instead of --steps."),
     batch: int = typer.Option(32, "--batch", help="Examples per step."),
-    lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate of the input side: input adapters and entries (AdamW, warmup then cosine); default 4e-3 on text towers, 1e-2 on image towers (measured: docs/results.md). Given alone, it applies to both."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate of the input side: input adapters and entries (AdamW, warmup then cosine); default 4e-3 on text towers, 1e-2 on image towers (measured: docs/results.md; the best text rate depends on the task, e.g. 2e-3 for retrieval there, so on a new task compare on validation). Given alone, it applies to both."),
     image_lr: Optional[float] = typer.Option(None, "--image-lr", help="Peak learning rate of image towers' input adapters and entries, overriding --lr there; default 1e-2, or --lr when given."),
     output_lr: Optional[float] = typer.Option(None, "--output-lr", help="Peak learning rate of the head and output adapters; default: picked on the validation split over cached features (with --no-probe: --lr, else 2e-3)."),
     probe: bool = typer.Option(True, "--probe/--no-probe", help="Fit the output stage on cached frozen features first (logistic-regression head, learning-rate pick)."),
