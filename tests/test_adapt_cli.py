@@ -12,6 +12,7 @@ from cli_harness import assert_one_line_error, sealkit
 from synthetic import NAMES, permuted_colour_dataset, write_png_table
 
 from sealkit.adapters.file import read_adapter_file
+from sealkit.cli.adapt_commands import rate_sweep, sweep_path
 from sealkit.errors import AdapterMismatchError, CheckpointError, DataError
 
 
@@ -129,3 +130,41 @@ def test_resume_without_a_checkpoint_is_a_one_line_checkpoint_error(tiny_pair_se
         "--resume", "--key", keys["key"],
     )  # fmt: skip
     assert_one_line_error(result, CheckpointError, "no checkpoint", "without --resume")
+
+
+def test_a_repeated_lr_trains_each_rate_and_keeps_the_best_on_validation(tiny_pair_seal, keys, data, tmp_path):
+    out = tmp_path / "sweep.adapter"
+    result = sealkit(
+        "adapt", tiny_pair_seal, "--method", "dga", "--train", data["train"], "--val", data["val"],
+        "--image-col", "image", "--label-col", "label", "--steps", 4, "--batch", 8,
+        "--lr", "0.05", "--lr", "1e-4", "--out", out, "--key", keys["key"],
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    runs = {rate: read_adapter_file(sweep_path(out, rate)) for rate in (0.05, 1e-4)}
+    assert {run.meta["train_config"]["lr"] for run in runs.values()} == {0.05, 1e-4}
+    best = max(runs, key=lambda rate: runs[rate].meta["metrics"]["accuracy"])  # the first given on ties, as the sweep
+    assert out.read_bytes() == sweep_path(out, best).read_bytes()
+    log = " ".join(result.stdout.split())
+    assert "by input-side learning rate" in log and f"{best:g} (kept)" in log and f"adapter written to {out}" in log
+
+
+def test_the_sweep_keeps_the_best_run_and_resumes_only_runs_that_have_a_checkpoint(tmp_path):
+    """rate_sweep on its own: the kept file is the best run's, whatever its place; --resume starts
+    the rates that never began afresh instead of failing on their missing checkpoint."""
+    from sealkit.train.api import AdaptResult, checkpoint_path_for
+    from sealkit.train.loop import FitResult
+
+    out = tmp_path / "task.adapter"
+    scores = {1e-3: 0.5, 2e-3: 0.7, 4e-3: 0.6}
+    checkpoint_path_for(sweep_path(out, 1e-3)).write_bytes(b"a checkpoint")
+    calls = []
+
+    def train_one(rate: float, path: Path, resume: bool) -> AdaptResult:
+        calls.append((rate, resume))
+        path.write_bytes(f"adapter at {rate:g}".encode())
+        fit = FitResult(best_metric=scores[rate], best_step=2, final_metrics={}, best_metrics={})
+        return AdaptResult(path, checkpoint_path_for(path), None, "zero-shot", fit, {}, 1, "accuracy")
+
+    chosen = rate_sweep(list(scores), out, True, train_one)
+    assert calls == [(1e-3, True), (2e-3, False), (4e-3, False)]
+    assert out.read_bytes() == b"adapter at 0.002" and chosen.adapter_path == out and chosen.fit.best_metric == 0.7

@@ -7,9 +7,10 @@ torch-free runtime (numpy adapters + onnxruntime).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 import typer
@@ -112,6 +113,44 @@ def _parse_dilations(text: str) -> tuple[int, ...]:
     return tuple(sorted(dilations))
 
 
+def _unique_rates(rates: list[float] | None) -> list[float]:
+    """--lr's values in the order given, each once."""
+    return list(dict.fromkeys(rates or []))
+
+
+def sweep_path(out: Path, rate: float) -> Path:
+    """Where a rate sweep writes the run at `rate`: OUT.lr<rate>.adapter next to --out."""
+    return out.with_name(f"{out.stem}.lr{rate:g}{out.suffix}")
+
+
+def rate_sweep(rates: list[float], out: Path, resume: bool, train_one: Callable[[float, Path, bool], Any]) -> Any:
+    """One run per input-side rate, each in its own file (and checkpoint, so --resume continues
+    the sweep); the run best on validation is copied to `out`. Returns that run's result."""
+    from sealkit.fileio import atomic_write_bytes
+    from sealkit.train.api import checkpoint_path_for
+
+    results = {}
+    for rate in rates:
+        path = sweep_path(out, rate)
+        check_output_path(path, "--out")
+        console.print(f"--lr {rate:g}: training into {path}")
+        result = train_one(rate, path, resume and checkpoint_path_for(path).exists())
+        if result.fit.interrupted:
+            return result  # the caller reports it; --resume continues from this rate
+        results[rate] = result
+    table = Table(title=f"validation {results[rates[0]].main_metric} by input-side learning rate")
+    table.add_column("--lr")
+    table.add_column("best", justify="right")
+    table.add_column("at step", justify="right")
+    best = max(rates, key=lambda r: results[r].fit.best_metric)  # the first given on ties
+    for rate in rates:
+        fit = results[rate].fit
+        table.add_row(f"{rate:g}" + (" (kept)" if rate == best else ""), f"{fit.best_metric:.4f}", str(fit.best_step))
+    console.print(table)
+    atomic_write_bytes(out, sweep_path(out, best).read_bytes())
+    return replace(results[best], adapter_path=out)
+
+
 def _check_text_context(value: int) -> None:
     if value != 0 and (value < 3 or value % 2 == 0):
         raise SealkitError(f"--text-context must be 0 (none) or an odd kernel size of 3 or more (e.g. 3 or 5), got {value}")
@@ -128,12 +167,12 @@ def adapt(
     steps: Optional[int] = typer.Option(None, "--steps", help="Training steps (default 200)."),
     epochs: Optional[float] = typer.Option(None, "--epochs", help="Training epochs instead of --steps."),
     batch: int = typer.Option(32, "--batch", help="Examples per step."),
-    lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate of the input side: input adapters and entries (AdamW, warmup then cosine); default 4e-3 on text towers, 1e-2 on image towers (measured: docs/results.md; the best text rate depends on the task, e.g. 2e-3 for retrieval there, so on a new task compare on validation). Given alone, it applies to both."),
+    lr: Optional[list[float]] = typer.Option(None, "--lr", help="Peak learning rate of the input side: input adapters and entries (AdamW, warmup then cosine); default 4e-3 on text towers, 1e-2 on image towers (measured: docs/results.md). Given alone, it applies to both. Repeat it (--lr 2e-3 --lr 4e-3) to train once per rate, each to OUT.lr<rate>.adapter, and keep the best on validation in --out: the best text rate depends on the task (2e-3 for retrieval, 4e-3 for sentiment there)."),
     image_lr: Optional[float] = typer.Option(None, "--image-lr", help="Peak learning rate of image towers' input adapters and entries, overriding --lr there; default 1e-2, or --lr when given."),
     output_lr: Optional[float] = typer.Option(None, "--output-lr", help="Peak learning rate of the head and output adapters; default: picked on the validation split over cached features (with --no-probe: --lr, else 2e-3)."),
     probe: bool = typer.Option(True, "--probe/--no-probe", help="Fit the output stage on cached frozen features first (logistic-regression head, learning-rate pick)."),
     seed: int = typer.Option(0, "--seed", help="Seed for the split, initialisation and batch order."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoint next to --out."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoint next to --out (with several --lr: each rate's, starting the rates that have none)."),
     init: Optional[Path] = typer.Option(None, "--init", help="Start from another adapter of this seal and task (e.g. an output run before dga)."),
     eval_every: int = typer.Option(0, "--eval-every", help="Evaluate (and checkpoint) every N steps; 0: five times per run."),
     val_fraction: float = typer.Option(0.2, "--val-fraction", help="Share of --train held out when --val is not given."),
@@ -173,7 +212,8 @@ def adapt(
                              ("--output-hidden", output_hidden, -1), ("--shared-dim", shared_dim, 1), ("--steps", steps, 1),
                              ("--training-chunk", training_chunk, 0)):  # fmt: skip
         at_least(flag, value, low)
-    for flag, value in (("--lr", lr), ("--image-lr", image_lr)):
+    rates = _unique_rates(lr)
+    for flag, value in [*(("--lr", r) for r in rates), ("--image-lr", image_lr)]:
         if value is not None:
             positive_finite(flag, value)
     if epochs is not None:
@@ -208,24 +248,20 @@ def adapt(
         raise SealkitError("--steps must be at least 1")
     if output_lr is not None and not output_lr > 0:
         raise SealkitError("--output-lr must be positive; leave it out to pick it on the validation split")
-    config = TrainConfig(steps=total, batch=batch, lr=lr, image_lr=image_lr, output_lr=output_lr, probe=probe, seed=seed, eval_every=eval_every, max_eval=val_limit or 2000)
     adapter_config = AdapterConfig(method, image_width, text_rank, text_prompts, output_hidden, shared_dim, image_dilations=dilations, text_context=text_context)
     console.print(f"adapting '{opened.manifest.name}' ({opened.manifest.exposure} seal) with {method} for {task}: {len(train_set)} train / {len(val_set)} val examples, {total} steps of {batch}")
-    result = run_adapt(
-        opened,
-        train_set,
-        val_set,
-        out,
-        method=method,
-        task=task,
-        config=config,
-        adapter_config=adapter_config,
-        head=head,
-        templates=template,
-        recall_ks=_parse_ks(recall_k),
-        resume=resume,
-        init_from=init,
-    )
+
+    def train_one(rate: float | None, path: Path, resume_run: bool):
+        config = TrainConfig(steps=total, batch=batch, lr=rate, image_lr=image_lr, output_lr=output_lr, probe=probe, seed=seed, eval_every=eval_every, max_eval=val_limit or 2000)
+        return run_adapt(
+            opened, train_set, val_set, path, method=method, task=task, config=config, adapter_config=adapter_config,
+            head=head, templates=template, recall_ks=_parse_ks(recall_k), resume=resume_run, init_from=init,
+        )  # fmt: skip
+
+    if len(rates) > 1:
+        result = rate_sweep(rates, out, resume, train_one)
+    else:
+        result = train_one(rates[0] if rates else None, out, resume)
     share = 100.0 * result.adapter_parameters / max(1, result.backbone_parameters)
     counts = ", ".join(f"{k} {v:,}" for k, v in result.parameters.items())
     console.print(f"trainable parameters: {result.adapter_parameters:,} = {share:.2f}% of the backbone's {result.backbone_parameters:,} ({counts})")
