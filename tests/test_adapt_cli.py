@@ -13,7 +13,7 @@ from synthetic import NAMES, permuted_colour_dataset, write_png_table
 
 from sealkit.adapters.file import read_adapter_file
 from sealkit.cli.adapt_commands import rate_sweep, sweep_path
-from sealkit.errors import AdapterMismatchError, CheckpointError, DataError
+from sealkit.errors import AdapterMismatchError, CheckpointError, DataError, OutputPathError
 
 
 @pytest.fixture(scope="module")
@@ -168,3 +168,14 @@ def test_the_sweep_keeps_the_best_run_and_resumes_only_runs_that_have_a_checkpoi
     chosen = rate_sweep(list(scores), out, True, train_one)
     assert calls == [(1e-3, True), (2e-3, False), (4e-3, False)]
     assert out.read_bytes() == b"adapter at 0.002" and chosen.adapter_path == out and chosen.fit.best_metric == 0.7
+
+
+def test_a_sweep_whose_rate_file_is_a_folder_fails_in_one_line_before_training(tiny_pair_seal, keys, data, tmp_path):
+    (tmp_path / "sweep.lr0.002.adapter").mkdir()
+    result = sealkit(
+        "adapt", tiny_pair_seal, "--method", "dga", "--train", data["train"], "--val", data["val"],
+        "--image-col", "image", "--label-col", "label", "--steps", 2,
+        "--lr", "1e-3", "--lr", "2e-3", "--out", tmp_path / "sweep.adapter", "--key", keys["key"],
+    )  # fmt: skip
+    assert_one_line_error(result, OutputPathError, "sweep.lr0.002.adapter", "is a folder")
+    assert not (tmp_path / "sweep.lr0.001.adapter").exists()  # the first rate did not train either

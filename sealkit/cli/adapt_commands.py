@@ -42,7 +42,7 @@ from sealkit.cli.common import (
 )
 from sealkit.data.dataset import Dataset
 from sealkit.errors import DataError, SealkitError
-from sealkit.fileio import check_output_path
+from sealkit.fileio import atomic_write_bytes, check_output_path
 
 DataOpts = {
     "image_col": typer.Option(None, "--image-col", help="Table column holding image paths (relative to the table)."),
@@ -126,13 +126,11 @@ def sweep_path(out: Path, rate: float) -> Path:
 def rate_sweep(rates: list[float], out: Path, resume: bool, train_one: Callable[[float, Path, bool], Any]) -> Any:
     """One run per input-side rate, each in its own file (and checkpoint, so --resume continues
     the sweep); the run best on validation is copied to `out`. Returns that run's result."""
-    from sealkit.fileio import atomic_write_bytes
     from sealkit.train.api import checkpoint_path_for
 
     results = {}
     for rate in rates:
         path = sweep_path(out, rate)
-        check_output_path(path, "--out")
         console.print(f"--lr {rate:g}: training into {path}")
         result = train_one(rate, path, resume and checkpoint_path_for(path).exists())
         if result.fit.interrupted:
@@ -216,6 +214,8 @@ def adapt(
     for flag, value in [*(("--lr", r) for r in rates), ("--image-lr", image_lr)]:
         if value is not None:
             positive_finite(flag, value)
+    for rate in rates if len(rates) > 1 else []:
+        check_output_path(sweep_path(out, rate), "--out")  # each rate's file, before any training
     if epochs is not None:
         positive_finite("--epochs", epochs)
     check_templates(template)
@@ -250,12 +250,13 @@ def adapt(
         raise SealkitError("--output-lr must be positive; leave it out to pick it on the validation split")
     adapter_config = AdapterConfig(method, image_width, text_rank, text_prompts, output_hidden, shared_dim, image_dilations=dilations, text_context=text_context)
     console.print(f"adapting '{opened.manifest.name}' ({opened.manifest.exposure} seal) with {method} for {task}: {len(train_set)} train / {len(val_set)} val examples, {total} steps of {batch}")
+    recall_ks = _parse_ks(recall_k)
 
     def train_one(rate: float | None, path: Path, resume_run: bool):
         config = TrainConfig(steps=total, batch=batch, lr=rate, image_lr=image_lr, output_lr=output_lr, probe=probe, seed=seed, eval_every=eval_every, max_eval=val_limit or 2000)
         return run_adapt(
             opened, train_set, val_set, path, method=method, task=task, config=config, adapter_config=adapter_config,
-            head=head, templates=template, recall_ks=_parse_ks(recall_k), resume=resume_run, init_from=init,
+            head=head, templates=template, recall_ks=recall_ks, resume=resume_run, init_from=init,
         )  # fmt: skip
 
     if len(rates) > 1:
