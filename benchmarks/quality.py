@@ -81,8 +81,10 @@ ACCESS = {
 ALL_METHODS = ["zero-shot", "output", "dga", "lga", "lora", "full"]
 ALL_TASKS = ["mnist", "rt-sentiment", "rt-retrieval", "fashion"]
 DEFAULT_TASKS = ["mnist", "rt-sentiment"]
+# settings added later, as files written before them hold them
+SETTINGS_BEFORE = {"image_prompt": False}
 # settings that change every run's result: a --out written with other values is refused
-RESULT_SETTINGS = ("batch", "lr", "lr_lora", "lr_whitebox", "evals", "output_hidden", "shared_dim", "text_prompts", "image_width", "image_size", "train", "val", "test", "data_seed")
+RESULT_SETTINGS = ("batch", "lr", "lr_lora", "lr_whitebox", "evals", "output_hidden", "shared_dim", "text_prompts", "image_width", "image_prompt", "image_size", "train", "val", "test", "data_seed")
 
 # ----- seals ----------------------------------------------------------------------------------
 
@@ -286,6 +288,7 @@ def method_config(method: str, args, probe: bool) -> AdapterConfig:
         image_width=args.image_width,
         image_dilations=args.image_dilations,
         text_context=args.text_context,
+        image_prompt=args.image_prompt,
     )
 
 
@@ -391,7 +394,7 @@ def load_results(path: Path, settings: dict) -> dict:
         raise SystemExit(f"{path} is not a quality.py results file ({exc}); pass another --out") from None
     if not isinstance(runs, dict) or not all("|" in key for key in runs):
         raise SystemExit(f"{path} holds runs of the old single-seed format; pass another --out")
-    differ = [k for k in RESULT_SETTINGS if stored.get(k) != settings[k]]
+    differ = [k for k in RESULT_SETTINGS if stored.get(k, SETTINGS_BEFORE.get(k)) != settings[k]]
     if differ:
         raise SystemExit(f"{path} was written with other settings ({', '.join(f'{k}: {stored.get(k)} vs {settings[k]}' for k in differ)}); pass the same flags or another --out")
     return results
@@ -413,6 +416,7 @@ def main() -> None:
     parser.add_argument("--shared-dim", type=int, default=128)
     parser.add_argument("--text-prompts", type=int, default=0)
     parser.add_argument("--image-width", type=int, default=16, help="hidden channels of the image input adapter")
+    parser.add_argument("--image-prompt", action="store_true", help="dga/lga: add a learnable prompt pattern to every image (with --image-width 0: the prompt alone)")
     parser.add_argument("--image-dilations", type=lambda text: [int(d) for d in text.split(",")], default=[1], help="image input adapter branches, e.g. 1,2 (multi-scale)")
     parser.add_argument("--text-context", type=int, default=0, help="kernel of the text input adapter's depthwise conv across tokens (0: none)")
     parser.add_argument("--image-size", type=int, default=96)

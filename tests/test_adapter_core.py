@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from synthetic import NAMES, permuted_colour_dataset
+from torch_helpers import randomised
 
 from sealkit.adapters import functional as F
 from sealkit.adapters.config import AdapterConfig, TaskSpec
@@ -44,19 +45,11 @@ def test_the_torch_pack_has_exactly_the_layouts_tensors(pair_seal, case):
     assert pack.out_dim == layout.out_dim
 
 
-def _randomised(module: torch.nn.Module, seed: int) -> dict[str, np.ndarray]:
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for parameter in module.parameters():
-            parameter.copy_(0.3 * torch.randn(parameter.shape, generator=generator))
-    return {name: value.detach().numpy() for name, value in module.state_dict().items()}
-
-
 @pytest.mark.parametrize("dilations", [(1,), (1, 2), (2, 3), (1, 2, 4)])
 def test_numpy_image_input_adapter_equals_torch(dilations):
     """The plain adapter (dilation 1) and the multi-scale ones (several dilated branches)."""
     module = ImageInputAdapter(3, 5, dilations)
-    params = _randomised(module, 0)
+    params = randomised(module, 0)
     pixels = np.random.default_rng(0).normal(size=(2, 3, 9, 7)).astype(np.float32)
     with torch.no_grad():
         expected = module(torch.from_numpy(pixels)).numpy()
@@ -65,7 +58,7 @@ def test_numpy_image_input_adapter_equals_torch(dilations):
 
 def test_numpy_text_input_adapter_with_prompts_equals_torch():
     module = TextInputAdapter(8, 4, prompts=2)
-    params = _randomised(module, 1)
+    params = randomised(module, 1)
     embeddings = np.random.default_rng(1).normal(size=(3, 5, 8)).astype(np.float32)
     mask = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 1, 0, 0, 0]], np.int64)
     with torch.no_grad():
@@ -78,7 +71,7 @@ def test_numpy_text_input_adapter_with_prompts_equals_torch():
 @pytest.mark.parametrize("dims", [(6, 6, 4), (6, 3, 4), (6, 3, 0)])
 def test_numpy_output_adapter_equals_torch(dims):
     module = OutputAdapter(*dims)
-    params = _randomised(module, 2)
+    params = randomised(module, 2)
     features = np.random.default_rng(2).normal(size=(4, dims[0])).astype(np.float32)
     with torch.no_grad():
         expected = module(torch.from_numpy(features)).numpy()
@@ -145,7 +138,7 @@ def test_the_runtime_refuses_an_adapter_that_does_not_fit_its_layout(pair_seal, 
 def test_image_input_adapter_keeps_only_pixel_sized_tensors_for_backward_and_gets_the_plain_gradients():
     """The hidden layer is recomputed in the backward (memory), with the gradients of the plain computation."""
     module = ImageInputAdapter(3, 8)
-    _randomised(module, 2)
+    randomised(module, 2)
     pixels = torch.randn(2, 3, 9, 7, generator=torch.Generator().manual_seed(3), requires_grad=True)
     saved: list[int] = []
 

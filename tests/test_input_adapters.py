@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from synthetic import NAMES, permuted_colour_dataset
+from torch_helpers import randomised
 from typer.testing import CliRunner
 
 from sealkit.adapters import functional as F
@@ -38,14 +39,6 @@ CASES = {
 }
 
 
-def _randomised(module: torch.nn.Module, seed: int) -> dict[str, np.ndarray]:
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for parameter in module.parameters():
-            parameter.copy_(0.3 * torch.randn(parameter.shape, generator=generator))
-    return {name: value.detach().numpy() for name, value in module.state_dict().items()}
-
-
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_the_torch_pack_has_exactly_the_layouts_tensors(pair_seal, case):
     config, task = CASES[case]
@@ -64,7 +57,7 @@ def test_the_layout_names_each_branch_and_the_context_kernel(pair_seal):
 
 def test_a_dilated_branch_sees_further_than_the_plain_adapter():
     """A pixel 4 away changes the output only through the dilation-2 branch (the plain branch sees 2 pixels away at most)."""
-    params = _randomised(ImageInputAdapter(3, 4, (1, 2)), 1)
+    params = randomised(ImageInputAdapter(3, 4, (1, 2)), 1)
     pixels = np.zeros((1, 3, 11, 11), np.float32)
     poked = pixels.copy()
     poked[0, :, 5, 9] = 1.0
@@ -79,7 +72,7 @@ MASK = np.array([[1, 1, 1, 0, 0, 0], [1, 1, 1, 1, 1, 1], [1, 1, 0, 0, 0, 0]], np
 @pytest.mark.parametrize("kernel, prompts", [(3, 0), (5, 2)])
 def test_numpy_context_text_adapter_equals_torch(kernel, prompts):
     module = TextInputAdapter(8, 4, prompts=prompts, context=kernel)
-    params = _randomised(module, 2)
+    params = randomised(module, 2)
     embeddings = np.random.default_rng(2).normal(size=(3, 6, 8)).astype(np.float32)
     with torch.no_grad():
         expected, expected_mask = module(torch.from_numpy(embeddings), torch.from_numpy(MASK))
@@ -89,7 +82,7 @@ def test_numpy_context_text_adapter_equals_torch(kernel, prompts):
 
 
 def test_the_context_mixes_neighbours_but_padding_never_leaks_into_real_tokens():
-    params = _randomised(TextInputAdapter(8, 4, context=5), 3)
+    params = randomised(TextInputAdapter(8, 4, context=5), 3)
     rng = np.random.default_rng(3)
     embeddings = rng.normal(size=(3, 6, 8)).astype(np.float32)
     other_padding = np.where(MASK[..., None] == 1, embeddings, rng.normal(size=embeddings.shape) * 100).astype(np.float32)
@@ -147,7 +140,7 @@ def plain_adapter(pair_seal, tmp_path_factory):
 
 def test_an_adapter_file_written_before_the_new_fields_loads_and_predicts_as_before(pair_seal, plain_adapter, tmp_path):
     meta = dict(plain_adapter.meta)
-    meta["config"] = {k: v for k, v in meta["config"].items() if k not in ("image_dilations", "text_context")}
+    meta["config"] = {k: v for k, v in meta["config"].items() if k not in ("image_dilations", "text_context", "image_prompt")}
     old = read_adapter_file(write_adapter_file(tmp_path / "old.adapter", meta, dict(plain_adapter.tensors)))
     assert "image_dilations" not in old.meta["config"]
     images = [e.image for e in permuted_colour_dataset(1, seed=5).examples]

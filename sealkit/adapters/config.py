@@ -34,7 +34,7 @@ class AdapterConfig:
     """Which adapters exist and how big they are. `method`: output only, + input adapters (dga), + entries (lga)."""
 
     method: str = "dga"
-    image_width: int = 16  # hidden channels of the image input adapter's residual conv net
+    image_width: int = 16  # hidden channels of the image input adapter's residual conv net; 0: no conv net (the prompt alone)
     text_rank: int = 32  # bottleneck of the per-token text input adapter
     text_prompts: int = 0  # learnable prompt tokens inserted after the first token of every text
     output_hidden: int = -1  # hidden width of the residual output MLP; -1: sized to ~0.5% of the tower
@@ -42,17 +42,24 @@ class AdapterConfig:
     prompt_init_std: float = 0.02
     image_dilations: tuple[int, ...] = (1,)  # one residual conv branch per dilation, summed; (1, 2): multi-scale
     text_context: int = 0  # kernel of a zero-initialised depthwise convolution across tokens; 0: none (per-token only)
+    image_prompt: bool = False  # a learnable pattern the size of the seal's input, added to every image (a visual prompt)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise AdapterError(f"unknown method {self.method!r}; use one of {', '.join(METHODS)}")
-        for name in ("image_width", "text_rank", "shared_dim"):
+        for name in ("text_rank", "shared_dim"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise AdapterError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
         if not isinstance(self.text_prompts, int) or self.text_prompts < 0:
             raise AdapterError(f"text_prompts must be 0 or more, got {self.text_prompts!r}")
         if not isinstance(self.output_hidden, int) or self.output_hidden < -1:
             raise AdapterError(f"output_hidden must be -1 (automatic), 0 (none) or a width, got {self.output_hidden!r}")
+        if not isinstance(self.image_prompt, bool):
+            raise AdapterError(f"image_prompt must be true or false, got {self.image_prompt!r}")
+        if not isinstance(self.image_width, int) or isinstance(self.image_width, bool) or self.image_width < 0:
+            raise AdapterError(f"image_width must be a positive integer (or 0 with image_prompt), got {self.image_width!r}")
+        if self.image_width == 0 and not self.image_prompt:
+            raise AdapterError("image_width 0 leaves the image input adapter empty: give a width of 1 or more, or add the image prompt")
         self.image_dilations = check_dilations(self.image_dilations)
         if not isinstance(self.text_context, int) or not (self.text_context == 0 or (self.text_context >= 3 and self.text_context % 2 == 1)):
             raise AdapterError(f"text_context must be 0 (none) or an odd kernel size of 3 or more, got {self.text_context!r}")

@@ -43,13 +43,13 @@ def conv3x3(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, dilation: int =
 
 
 def image_input(params: Params, pixels: np.ndarray) -> np.ndarray:
-    """pixels + the sum over branches of conv_out(gelu(conv_in(pixels))); the identity when the adapter has no input part.
+    """pixels + the sum over branches of conv_out(gelu(conv_in(pixels))) [+ prompt]; the identity when the adapter has no input part.
 
     The branches are the dilations named in the tensors: conv_in/conv_out (dilation 1), conv_in_d2/conv_out_d2 (2), ...
     """
     if not params:
         return pixels
-    out = pixels
+    out = pixels + params["prompt"] if "prompt" in params else pixels
     for dilation in image_dilations(params):
         suffix = branch_suffix(dilation)
         hidden = gelu(conv3x3(pixels, params[f"conv_in{suffix}.weight"], params[f"conv_in{suffix}.bias"], dilation))

@@ -37,10 +37,13 @@ def branch_suffix(dilation: int) -> str:
     return "" if dilation == 1 else f"_d{dilation}"
 
 
-def image_input_shapes(channels: int, width: int, dilations: tuple[int, ...] = (1,)) -> dict[str, Shape]:
-    """The residual 3x3 conv net on pixels, one branch conv_out(gelu(conv_in(x))) per dilation, summed."""
+def image_input_shapes(channels: int, width: int, dilations: tuple[int, ...] = (1,), prompt_size: tuple[int, int] | None = None) -> dict[str, Shape]:
+    """The residual 3x3 conv net on pixels, one branch conv_out(gelu(conv_in(x))) per dilation, summed
+    (none when `width` is 0), and a `prompt` pattern [channels, H, W] added to every image when `prompt_size` is given."""
     shapes: dict[str, Shape] = {}
-    for dilation in dilations:
+    if prompt_size is not None:
+        shapes["prompt"] = (channels, *prompt_size)
+    for dilation in dilations if width > 0 else ():
         suffix = branch_suffix(dilation)
         shapes.update(
             {
@@ -119,6 +122,16 @@ class AdapterLayout:
         return shapes
 
 
+def image_prompt_size(config: AdapterConfig, spec: TowerSpec) -> tuple[int, int] | None:
+    """(H, W) of an image tower's prompt pattern: the seal's fixed input size (None without the prompt)."""
+    if not config.image_prompt:
+        return None
+    size = spec.inputs[0].shape[2:]
+    if len(size) != 2 or not all(isinstance(d, int) for d in size):
+        raise AdapterError(f"the image prompt needs a seal with a fixed image size; this image tower takes {list(spec.inputs[0].shape)}: drop --image-prompt")
+    return int(size[0]), int(size[1])
+
+
 def adapter_layout(config: AdapterConfig, task: TaskSpec, towers: Mapping[str, TowerSpec]) -> AdapterLayout:
     """The tensors of a `config` adapter for `task` on a seal whose towers are `towers` (name -> spec)."""
     missing = [t for t in task.towers if t not in towers]
@@ -131,7 +144,7 @@ def adapter_layout(config: AdapterConfig, task: TaskSpec, towers: Mapping[str, T
         inputs: dict[str, Shape] = {}
         if config.has_input_adapters:
             if spec.modality == "image":
-                inputs = image_input_shapes(int(spec.inputs[0].shape[1]), config.image_width, config.image_dilations)
+                inputs = image_input_shapes(int(spec.inputs[0].shape[1]), config.image_width, config.image_dilations, image_prompt_size(config, spec))
             else:
                 inputs = text_input_shapes(int(spec.inputs[0].shape[-1]), config.text_rank, config.text_prompts, config.text_context)
         entries = {ep.name: tuple(ep.shape) for ep in spec.entry_points} if config.has_entries else {}

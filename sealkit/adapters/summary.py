@@ -29,8 +29,12 @@ def input_adapters(config: AdapterConfig) -> str | None:
     """The input adapters' design in words (None for the output method): image branches, text bottleneck, context, prompts."""
     if not config.has_input_adapters:
         return None
-    scales = "dilation " + ", ".join(str(d) for d in config.image_dilations)
-    image = f"image: residual 3x3 conv, {config.image_width} channels, {scales}" + (" (multi-scale)" if len(config.image_dilations) > 1 else "")
+    image = "image: no conv"
+    if config.image_width:
+        scales = "dilation " + ", ".join(str(d) for d in config.image_dilations)
+        image = f"image: residual 3x3 conv, {config.image_width} channels, {scales}" + (" (multi-scale)" if len(config.image_dilations) > 1 else "")
+    if config.image_prompt:
+        image += ", a learnable prompt pattern"
     context = f", depthwise conv across tokens of kernel {config.text_context}" if config.text_context else ", per token"
     prompts = f", {config.text_prompts} prompt token(s)" if config.text_prompts else ""
     return f"{image}; text: rank-{config.text_rank} bottleneck{context}{prompts}"

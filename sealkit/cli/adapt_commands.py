@@ -180,10 +180,11 @@ def adapt(
     template: Optional[list[str]] = typer.Option(None, "--template", help="Class prompt template(s), e.g. 'a photo of a {}.'"),
     captions: Optional[str] = typer.Option(None, "--captions", help="Make a text for each example from its label, e.g. 'a photo of a {}' (image-text retrieval)."),
     recall_k: str = typer.Option("1,5,10", "--recall-k", help="retrieve: the k of recall@k."),
-    image_width: int = typer.Option(16, "--image-width", help="Hidden channels of the image input adapter."),
+    image_width: int = typer.Option(16, "--image-width", help="Hidden channels of the image input adapter (0 with --image-prompt: the prompt alone)."),
     text_rank: int = typer.Option(32, "--text-rank", help="Bottleneck of the text input adapter."),
     text_prompts: int = typer.Option(0, "--text-prompts", help="Learnable prompt tokens added to every text (dga/lga)."),
     image_dilations: str = typer.Option("1", "--image-dilations", help="Dilations of the image input adapter's residual conv branches, summed: 1 (default) sees 5x5 pixels; 1,2 adds a branch that sees 9x9 (multi-scale)."),
+    image_prompt: bool = typer.Option(False, "--image-prompt", help="Add one learnable pattern the size of the seal's input to every image (a visual prompt, dga/lga); on MNIST it moved dga where conv adapters did not (docs/results.md)."),
     text_context: int = typer.Option(0, "--text-context", help="Kernel of a zero-initialised depthwise convolution across tokens in the text input adapter (odd, e.g. 3); 0 (default): per-token only."),
     output_hidden: int = typer.Option(-1, "--output-hidden", help="Hidden width of the residual output adapter (-1: about 0.5% of the tower; 0: none)."),
     shared_dim: int = typer.Option(128, "--shared-dim", help="Width of the shared space when two towers differ."),
@@ -206,7 +207,7 @@ def adapt(
     head = head.value if head else None
     check_output_path(out, "--out")  # before loading anything: a bad --out must not cost a training run
     for flag, value, low in (("--batch", batch, 1), ("--eval-every", eval_every, 0), ("--limit", limit, 1), ("--val-limit", val_limit, 1),
-                             ("--image-width", image_width, 1), ("--text-rank", text_rank, 1), ("--text-prompts", text_prompts, 0),
+                             ("--image-width", image_width, 0 if image_prompt else 1), ("--text-rank", text_rank, 1), ("--text-prompts", text_prompts, 0),
                              ("--output-hidden", output_hidden, -1), ("--shared-dim", shared_dim, 1), ("--steps", steps, 1),
                              ("--training-chunk", training_chunk, 0)):  # fmt: skip
         at_least(flag, value, low)
@@ -248,7 +249,7 @@ def adapt(
         raise SealkitError("--steps must be at least 1")
     if output_lr is not None and not output_lr > 0:
         raise SealkitError("--output-lr must be positive; leave it out to pick it on the validation split")
-    adapter_config = AdapterConfig(method, image_width, text_rank, text_prompts, output_hidden, shared_dim, image_dilations=dilations, text_context=text_context)
+    adapter_config = AdapterConfig(method, image_width, text_rank, text_prompts, output_hidden, shared_dim, image_dilations=dilations, text_context=text_context, image_prompt=image_prompt)
     console.print(f"adapting '{opened.manifest.name}' ({opened.manifest.exposure} seal) with {method} for {task}: {len(train_set)} train / {len(val_set)} val examples, {total} steps of {batch}")
     recall_ks = _parse_ks(recall_k)
 

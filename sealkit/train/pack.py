@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from sealkit.adapters.config import AdapterConfig, TaskSpec
-from sealkit.adapters.layout import ENTRIES, INPUT, MAX_LOGIT_SCALE, AdapterLayout, TowerLayout, adapter_layout, output_hidden
+from sealkit.adapters.layout import ENTRIES, INPUT, MAX_LOGIT_SCALE, AdapterLayout, TowerLayout, adapter_layout, image_prompt_size, output_hidden
 from sealkit.errors import ExposureError
 from sealkit.runtime.inputs import TowerInputs
 from sealkit.runtime.seal import Seal, Tower
@@ -32,7 +32,7 @@ class TowerAdapters(nn.Module):
         self.input: nn.Module | None = None
         if layout.input:
             if spec.modality == "image":
-                self.input = ImageInputAdapter(int(spec.inputs[0].shape[1]), config.image_width, config.image_dilations)
+                self.input = ImageInputAdapter(int(spec.inputs[0].shape[1]), config.image_width, config.image_dilations, image_prompt_size(config, spec))
             else:
                 self.input = TextInputAdapter(int(spec.inputs[0].shape[-1]), config.text_rank, config.text_prompts, config.prompt_init_std, config.text_context)
         self.entries = entry_parameters(spec.entry_points, config.prompt_init_std) if layout.entries else nn.ParameterDict()
