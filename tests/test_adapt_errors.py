@@ -212,15 +212,15 @@ def test_an_adapter_from_a_newer_format_is_refused_with_the_versions(dark_adapte
 
 def test_an_adapter_whose_tensors_do_not_match_its_layout_is_an_adapter_error(dark_adapter, dark_seal, tmp_path):
     file = read_adapter_file(dark_adapter)
-    missing = {k: v for k, v in file.tensors.items() if not k.endswith("conv_in.weight")}
+    missing = {k: v for k, v in file.tensors.items() if not k.endswith("input.prompt")}
     path = write_adapter_file(tmp_path / "missing.adapter", file.meta, missing)
     with pytest.raises(AdapterError, match=r"does not match its own configuration"):
         load_adapter(path, dark_seal)
     reshaped = dict(file.tensors)
-    name = next(k for k in reshaped if k.endswith("conv_in.weight"))
+    name = next(k for k in reshaped if k.endswith("input.prompt"))
     reshaped[name] = np.zeros((1,) + reshaped[name].shape[1:], np.float32)
     path = write_adapter_file(tmp_path / "reshaped.adapter", file.meta, reshaped)
-    with pytest.raises(AdapterError, match=r"conv_in.weight has shape \[1, 3, 3, 3\], expected \[16, 3, 3, 3\]"):
+    with pytest.raises(AdapterError, match=r"prompt has shape \[1, (\d+), (\d+)\], expected \[3, \1, \2\]"):
         load_adapter(path, dark_seal)
 
 

@@ -120,11 +120,11 @@ def _first(tensors: dict, part: str) -> str:
 @pytest.mark.parametrize(
     "change, message",
     [
-        (lambda t: t.pop(_first(t, "input.conv_in.weight")), r"does not match its own configuration \(missing \['towers.image.input.conv_in.weight'\]\)"),
+        (lambda t: t.pop(_first(t, "input.prompt")), r"does not match its own configuration \(missing \['towers.image.input.prompt'\]\)"),
         (lambda t: t.update(extra=np.zeros(2, np.float32)), r"unexpected \['extra'\]"),
         (lambda t: t.update({_first(t, "output.up.weight"): np.zeros((1, 1), np.float32)}), r"tensor towers\.\w+\.output\.up\.weight has shape \[1, 1\], expected"),
         (lambda t: t.update({LOGIT_SCALE: np.array([np.nan], np.float32)}), r"logit_scale holds NaN"),
-        (lambda t: t.update({_first(t, "conv_in.bias"): t[_first(t, "conv_in.bias")].astype(np.int32)}), r"is int32, expected floating point"),
+        (lambda t: t.update({_first(t, "input.prompt"): t[_first(t, "input.prompt")].astype(np.int32)}), r"is int32, expected floating point"),
     ],
     ids=["missing", "extra", "shape", "nan", "dtype"],
 )

@@ -1,6 +1,6 @@
-"""The image prompt (`--image-prompt`): one learnable pattern the size of the seal's input, added to
+"""The image prompt (the default image input adapter): one learnable pattern the size of the seal's input, added to
 every image. The torch module, the layout and the numpy runtime agree; it starts as the identity; it
-trains through the seal and the deploy runtime applies it; `--image-width 0` keeps the prompt alone.
+trains through the seal and the deploy runtime applies it; files written before it keep their conv net.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def test_the_prompt_starts_as_the_identity():
     assert torch.equal(ImageInputAdapter(3, 4, (1, 2), prompt_size=(5, 5))(pixels), pixels)
 
 
-@pytest.mark.parametrize("config", [AdapterConfig(method="dga", image_prompt=True), AdapterConfig(method="lga", image_width=0, image_prompt=True)], ids=["with-conv", "alone"])
+@pytest.mark.parametrize("config", [AdapterConfig(method="dga", image_width=16), AdapterConfig(method="lga")], ids=["with-conv", "alone"])
 def test_the_pack_has_exactly_the_layouts_tensors(pair_seal, config):
     pack = AdapterPack(pair_seal, config, LINEAR)
     shapes = {name: tuple(np.atleast_1d(value.numpy()).shape) for name, value in pack.state_dict().items()}
@@ -63,7 +63,7 @@ def test_the_pack_has_exactly_the_layouts_tensors(pair_seal, config):
 def test_the_prompt_trains_through_the_seal_and_the_runtime_applies_it(pair_seal, tmp_path):
     data = permuted_colour_dataset(1, seed=0)
     out = tmp_path / "prompt.adapter"
-    config = AdapterConfig(method="dga", image_width=0, image_prompt=True)
+    config = AdapterConfig(method="dga")  # the default image adapter: the prompt alone
     adapt(pair_seal, data, data, out, method="dga", task="classify", head="linear", adapter_config=config, config=TrainConfig(steps=3, batch=4, lr=5e-2, probe=False), progress=False, zero_shot=False)
     trained = read_adapter_file(out)
     prompt = trained.tensors["towers.image.input.prompt"]
@@ -76,21 +76,27 @@ def test_the_prompt_trains_through_the_seal_and_the_runtime_applies_it(pair_seal
 
 def test_bad_prompt_settings_are_adapter_errors():
     with pytest.raises(AdapterError, match="image_width 0 leaves the image input adapter empty"):
-        AdapterConfig(method="dga", image_width=0)
+        AdapterConfig(method="dga", image_width=0, image_prompt=False)
     with pytest.raises(AdapterError, match="image_prompt must be true or false"):
         AdapterConfig(method="dga", image_prompt="yes")
+    with pytest.raises(AdapterError, match=r"image_dilations \[1, 2\] shape a conv net, and image_width 0 has none"):
+        AdapterConfig(method="dga", image_dilations=(1, 2))
     with pytest.raises(AdapterError, match="image_width must be a positive integer"):
         AdapterConfig(method="dga", image_width=-1, image_prompt=True)
-    assert AdapterConfig.from_dict({"method": "dga"}).image_prompt is False  # files written before the prompt
+    old = AdapterConfig.from_dict({"method": "dga"})  # a file written before the prompt: the conv net it was trained with
+    assert (old.image_prompt, old.image_width) == (False, 16)
+    assert (AdapterConfig().image_prompt, AdapterConfig().image_width) == (True, 0)  # new adapters: the prompt alone
 
 
-def test_the_cli_refuses_width_0_without_the_prompt_and_describes_the_flag(tmp_path):
-    result = CliRunner().invoke(app, ["adapt", str(tmp_path / "no.seal"), "--train", str(tmp_path / "no.csv"), "--out", str(tmp_path / "x.adapter"), "--image-width", "0"])
-    assert isinstance(result.exception, SealkitError) and "--image-width" in str(result.exception), result.exception
+def test_the_cli_refuses_no_prompt_without_a_conv_net_and_describes_the_flags(tmp_path):
+    result = CliRunner().invoke(app, ["adapt", str(tmp_path / "no.seal"), "--train", str(tmp_path / "no.csv"), "--out", str(tmp_path / "x.adapter"), "--no-image-prompt"])
+    assert isinstance(result.exception, SealkitError) and "--image-width must be at least 1" in str(result.exception), result.exception
     text = " ".join(CliRunner().invoke(app, ["adapt", "--help"]).output.split())
-    assert "--image-prompt" in text and "visual prompt" in text
+    assert "--image-prompt" in text and "--no-image-prompt" in text and "visual prompt" in text
+    result = CliRunner().invoke(app, ["adapt", str(tmp_path / "no.seal"), "--train", str(tmp_path / "no.csv"), "--out", str(tmp_path / "x.adapter"), "--image-dilations", "1,2"])
+    assert isinstance(result.exception, SealkitError) and "give a width too (--image-width 16)" in str(result.exception), result.exception
 
 
 def test_inspect_names_the_prompt():
     assert input_adapters(AdapterConfig(method="dga", image_width=0, image_prompt=True)).startswith("image: no conv, a learnable prompt pattern;")
-    assert input_adapters(AdapterConfig(method="dga", image_prompt=True)).startswith("image: residual 3x3 conv, 16 channels, dilation 1, a learnable prompt pattern;")
+    assert input_adapters(AdapterConfig(method="dga", image_width=16)).startswith("image: residual 3x3 conv, 16 channels, dilation 1, a learnable prompt pattern;")

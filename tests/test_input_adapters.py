@@ -33,9 +33,9 @@ pytestmark = pytest.mark.usefixtures("torch_one_thread")
 CLASSES = list(NAMES)
 CASES = {
     "image-dga-multiscale": (AdapterConfig(method="dga", image_width=8, image_dilations=(1, 2)), TaskSpec("classify", "image", "image", head="linear", class_names=CLASSES)),
-    "image-dga-dilated-only": (AdapterConfig(method="dga", image_dilations=(3, 2)), TaskSpec("classify", "image", "image", "text", "class", "text", CLASSES, ["{}"])),
+    "image-dga-dilated-only": (AdapterConfig(method="dga", image_width=16, image_dilations=(3, 2)), TaskSpec("classify", "image", "image", "text", "class", "text", CLASSES, ["{}"])),
     "text-dga-context-prompts": (AdapterConfig(method="dga", text_context=3, text_prompts=2), TaskSpec("classify", "text", "text", "text", "class", "text", CLASSES, ["{}"])),
-    "pair-lga-both": (AdapterConfig(method="lga", image_dilations=(1, 2, 4), text_context=5, output_hidden=8), TaskSpec("retrieve", "image", "image", "text", "text")),
+    "pair-lga-both": (AdapterConfig(method="lga", image_width=16, image_prompt=False, image_dilations=(1, 2, 4), text_context=5, output_hidden=8), TaskSpec("retrieve", "image", "image", "text", "text")),
 }
 
 
@@ -108,7 +108,7 @@ def test_an_old_config_without_the_new_fields_means_the_old_adapters():
     old = {"method": "dga", "image_width": 16, "text_rank": 32, "text_prompts": 0, "output_hidden": -1, "shared_dim": 128, "prompt_init_std": 0.02}
     config = AdapterConfig.from_dict(old)
     assert config.image_dilations == (1,) and config.text_context == 0
-    new = AdapterConfig(method="dga", image_dilations=[2, 1], text_context=3)
+    new = AdapterConfig(method="dga", image_width=16, image_dilations=[2, 1], text_context=3)
     assert new.image_dilations == (1, 2)  # JSON gives a list; the config keeps a sorted tuple
     assert AdapterConfig.from_dict(json.loads(json.dumps(new.to_dict()))) == new
 
@@ -134,7 +134,8 @@ def test_bad_new_fields_are_adapter_errors(fields, message):
 def plain_adapter(pair_seal, tmp_path_factory):
     out = tmp_path_factory.mktemp("plain") / "colours.adapter"
     data = permuted_colour_dataset(1, seed=0)
-    adapt(pair_seal, data, data, out, method="dga", config=TrainConfig(steps=2, batch=4, lr=2e-2), progress=False, zero_shot=False)
+    conv = AdapterConfig(method="dga", image_width=16, image_prompt=False)  # the image adapter before the prompt
+    adapt(pair_seal, data, data, out, adapter_config=conv, config=TrainConfig(steps=2, batch=4, lr=2e-2), progress=False, zero_shot=False)
     return read_adapter_file(out)
 
 
@@ -178,12 +179,12 @@ def test_resuming_with_other_adapter_sizes_is_a_checkpoint_error(pair_seal, tmp_
     out = tmp_path / "x.adapter"
     adapt(pair_seal, data, data, out, method="dga", config=TrainConfig(steps=1, batch=4), progress=False, zero_shot=False)
     with pytest.raises(CheckpointError, match=r"from a different run \(adapter differ\)"):
-        adapt(pair_seal, data, data, out, adapter_config=AdapterConfig(method="dga", image_dilations=(1, 2)), config=TrainConfig(steps=1, batch=4), resume=True, progress=False, zero_shot=False)
+        adapt(pair_seal, data, data, out, adapter_config=AdapterConfig(method="dga", image_width=16, image_dilations=(1, 2)), config=TrainConfig(steps=1, batch=4), resume=True, progress=False, zero_shot=False)
 
 
 def test_inspect_names_the_input_adapters(plain_adapter, tmp_path):
     assert input_adapters(AdapterConfig(method="output")) is None
-    described = input_adapters(AdapterConfig(method="lga", image_width=24, image_dilations=(1, 2), text_context=5, text_prompts=2))
+    described = input_adapters(AdapterConfig(method="lga", image_width=24, image_prompt=False, image_dilations=(1, 2), text_context=5, text_prompts=2))
     assert described == "image: residual 3x3 conv, 24 channels, dilation 1, 2 (multi-scale); text: rank-32 bottleneck, depthwise conv across tokens of kernel 5, 2 prompt token(s)"
     assert describe_adapter(plain_adapter)["input_adapters"] == "image: residual 3x3 conv, 16 channels, dilation 1; text: rank-32 bottleneck, per token"
     printed = " ".join(CliRunner().invoke(app, ["inspect", str(plain_adapter.path)]).output.split())

@@ -180,11 +180,11 @@ def adapt(
     template: Optional[list[str]] = typer.Option(None, "--template", help="Class prompt template(s), e.g. 'a photo of a {}.'"),
     captions: Optional[str] = typer.Option(None, "--captions", help="Make a text for each example from its label, e.g. 'a photo of a {}' (image-text retrieval)."),
     recall_k: str = typer.Option("1,5,10", "--recall-k", help="retrieve: the k of recall@k."),
-    image_width: int = typer.Option(16, "--image-width", help="Hidden channels of the image input adapter (0 with --image-prompt: the prompt alone)."),
+    image_width: int = typer.Option(0, "--image-width", help="Hidden channels of a residual 3x3 conv net on pixels in the image input adapter; 0 (default): none, the prompt alone."),
     text_rank: int = typer.Option(32, "--text-rank", help="Bottleneck of the text input adapter."),
     text_prompts: int = typer.Option(0, "--text-prompts", help="Learnable prompt tokens added to every text (dga/lga)."),
     image_dilations: str = typer.Option("1", "--image-dilations", help="Dilations of the image input adapter's residual conv branches, summed: 1 (default) sees 5x5 pixels; 1,2 adds a branch that sees 9x9 (multi-scale)."),
-    image_prompt: bool = typer.Option(False, "--image-prompt", help="Add one learnable pattern the size of the seal's input to every image (a visual prompt, dga/lga); on MNIST it moved dga where conv adapters did not (docs/results.md)."),
+    image_prompt: bool = typer.Option(True, "--image-prompt/--no-image-prompt", help="The image input adapter's learnable pattern, the size of the seal's input, added to every image (a visual prompt; dga/lga). On by default: on MNIST it moved dga where conv nets on pixels did not (docs/results.md)."),
     text_context: int = typer.Option(0, "--text-context", help="Kernel of a zero-initialised depthwise convolution across tokens in the text input adapter (odd, e.g. 3); 0 (default): per-token only."),
     output_hidden: int = typer.Option(-1, "--output-hidden", help="Hidden width of the residual output adapter (-1: about 0.5% of the tower; 0: none)."),
     shared_dim: int = typer.Option(128, "--shared-dim", help="Width of the shared space when two towers differ."),
@@ -222,6 +222,9 @@ def adapt(
     check_templates(template)
     dilations = _parse_dilations(image_dilations)
     _check_text_context(text_context)
+    from sealkit.adapters.config import AdapterConfig  # torch-free: the adapter's shape is checked before any loading
+
+    adapter_config = AdapterConfig(method, image_width, text_rank, text_prompts, output_hidden, shared_dim, image_dilations=dilations, text_context=text_context, image_prompt=image_prompt)
     columns = dict(image_col=image_col, text_col=text_col, text_b_col=text_b_col, label_col=label_col, group_col=group_col)
     opened = open_seal_checked(
         seal, key, verify_key, providers=device.value, weights=weights.value, training_arena=training_arena.value, training_chunk=training_chunk
@@ -238,7 +241,6 @@ def adapt(
         raise DataError("the training set is empty after the validation split; give more data or --val")
 
     with console.status("loading torch ..."):
-        from sealkit.adapters.config import AdapterConfig
         from sealkit.train.api import adapt as run_adapt
         from sealkit.train.config import TrainConfig
 
@@ -249,7 +251,6 @@ def adapt(
         raise SealkitError("--steps must be at least 1")
     if output_lr is not None and not output_lr > 0:
         raise SealkitError("--output-lr must be positive; leave it out to pick it on the validation split")
-    adapter_config = AdapterConfig(method, image_width, text_rank, text_prompts, output_hidden, shared_dim, image_dilations=dilations, text_context=text_context, image_prompt=image_prompt)
     console.print(f"adapting '{opened.manifest.name}' ({opened.manifest.exposure} seal) with {method} for {task}: {len(train_set)} train / {len(val_set)} val examples, {total} steps of {batch}")
     recall_ks = _parse_ks(recall_k)
 
