@@ -1,4 +1,4 @@
-"""The image prompt (the default image input adapter): one learnable pattern the size of the seal's input, added to
+"""The image prompt (dga's default image input adapter): one learnable pattern the size of the seal's input, added to
 every image. The torch module, the layout and the numpy runtime agree; it starts as the identity; it
 trains through the seal and the deploy runtime applies it; files written before it keep their conv net.
 """
@@ -49,7 +49,7 @@ def test_the_prompt_starts_as_the_identity():
     assert torch.equal(ImageInputAdapter(3, 4, (1, 2), prompt_size=(5, 5))(pixels), pixels)
 
 
-@pytest.mark.parametrize("config", [AdapterConfig(method="dga", image_width=16), AdapterConfig(method="lga")], ids=["with-conv", "alone"])
+@pytest.mark.parametrize("config", [AdapterConfig(method="dga", image_width=16), AdapterConfig(method="lga", image_prompt=True)], ids=["with-conv", "alone"])
 def test_the_pack_has_exactly_the_layouts_tensors(pair_seal, config):
     pack = AdapterPack(pair_seal, config, LINEAR)
     shapes = {name: tuple(np.atleast_1d(value.numpy()).shape) for name, value in pack.state_dict().items()}
@@ -85,12 +85,16 @@ def test_bad_prompt_settings_are_adapter_errors():
         AdapterConfig(method="dga", image_width=-1, image_prompt=True)
     old = AdapterConfig.from_dict({"method": "dga"})  # a file written before the prompt: the conv net it was trained with
     assert (old.image_prompt, old.image_width) == (False, 16)
-    assert (AdapterConfig().image_prompt, AdapterConfig().image_width) == (True, 0)  # new adapters: the prompt alone
+    defaults = {method: (AdapterConfig(method=method).image_prompt, AdapterConfig(method=method).image_width) for method in ("dga", "lga")}
+    assert defaults == {"dga": (True, 0), "lga": (False, 16)}  # by measurement on mnist (docs/results.md)
+    assert (AdapterConfig(method="dga", image_prompt=False).image_width, AdapterConfig(method="lga", image_prompt=True).image_width) == (16, 0)
+    stored = AdapterConfig(method="lga", image_prompt=True).to_dict()
+    assert (stored["image_prompt"], stored["image_width"]) == (True, 0)  # files hold the resolved values
 
 
-def test_the_cli_refuses_no_prompt_without_a_conv_net_and_describes_the_flags(tmp_path):
-    result = CliRunner().invoke(app, ["adapt", str(tmp_path / "no.seal"), "--train", str(tmp_path / "no.csv"), "--out", str(tmp_path / "x.adapter"), "--no-image-prompt"])
-    assert isinstance(result.exception, SealkitError) and "--image-width must be at least 1" in str(result.exception), result.exception
+def test_the_cli_refuses_an_empty_image_adapter_and_describes_the_flags(tmp_path):
+    result = CliRunner().invoke(app, ["adapt", str(tmp_path / "no.seal"), "--train", str(tmp_path / "no.csv"), "--out", str(tmp_path / "x.adapter"), "--no-image-prompt", "--image-width", "0"])
+    assert isinstance(result.exception, SealkitError) and "image_width 0 leaves the image input adapter empty" in str(result.exception), result.exception
     text = " ".join(CliRunner().invoke(app, ["adapt", "--help"]).output.split())
     assert "--image-prompt" in text and "--no-image-prompt" in text and "visual prompt" in text
     result = CliRunner().invoke(app, ["adapt", str(tmp_path / "no.seal"), "--train", str(tmp_path / "no.csv"), "--out", str(tmp_path / "x.adapter"), "--image-dilations", "1,2"])

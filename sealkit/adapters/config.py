@@ -34,9 +34,10 @@ class AdapterConfig:
     """Which adapters exist and how big they are. `method`: output only, + input adapters (dga), + entries (lga)."""
 
     method: str = "dga"
-    # The image input adapter: by default one learnable pattern added to every image (the prompt), no conv net.
-    # On mnist the prompt reached half of full fine-tuning's gain where the conv net kept its start (docs/results.md).
-    image_width: int = 0  # hidden channels of a residual 3x3 conv net on pixels; 0: none
+    # The image input adapter, by method unless given (docs/results.md, mnist): dga adds one learnable pattern to
+    # every image (the prompt; it reached half of full fine-tuning's gain where the conv net kept its start), lga keeps
+    # a residual 3x3 conv net (with the prompt lga tied at 150 steps and trailed at 600).
+    image_width: int | None = None  # hidden channels of the conv net; 0: none. Unset: 0 with the prompt, else 16
     text_rank: int = 32  # bottleneck of the per-token text input adapter
     text_prompts: int = 0  # learnable prompt tokens inserted after the first token of every text
     output_hidden: int = -1  # hidden width of the residual output MLP; -1: sized to ~0.5% of the tower
@@ -44,7 +45,7 @@ class AdapterConfig:
     prompt_init_std: float = 0.02
     image_dilations: tuple[int, ...] = (1,)  # one residual conv branch per dilation, summed; (1, 2): multi-scale
     text_context: int = 0  # kernel of a zero-initialised depthwise convolution across tokens; 0: none (per-token only)
-    image_prompt: bool = True  # a learnable pattern the size of the seal's input, added to every image (a visual prompt)
+    image_prompt: bool | None = None  # a learnable pattern the size of the seal's input, added to every image. Unset: dga only
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -56,6 +57,10 @@ class AdapterConfig:
             raise AdapterError(f"text_prompts must be 0 or more, got {self.text_prompts!r}")
         if not isinstance(self.output_hidden, int) or self.output_hidden < -1:
             raise AdapterError(f"output_hidden must be -1 (automatic), 0 (none) or a width, got {self.output_hidden!r}")
+        if self.image_prompt is None:
+            self.image_prompt = self.method == "dga"
+        if self.image_width is None:
+            self.image_width = 0 if self.image_prompt else 16
         if not isinstance(self.image_prompt, bool):
             raise AdapterError(f"image_prompt must be true or false, got {self.image_prompt!r}")
         if not isinstance(self.image_width, int) or isinstance(self.image_width, bool) or self.image_width < 0:

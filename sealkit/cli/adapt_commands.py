@@ -180,11 +180,11 @@ def adapt(
     template: Optional[list[str]] = typer.Option(None, "--template", help="Class prompt template(s), e.g. 'a photo of a {}.'"),
     captions: Optional[str] = typer.Option(None, "--captions", help="Make a text for each example from its label, e.g. 'a photo of a {}' (image-text retrieval)."),
     recall_k: str = typer.Option("1,5,10", "--recall-k", help="retrieve: the k of recall@k."),
-    image_width: int = typer.Option(0, "--image-width", help="Hidden channels of a residual 3x3 conv net on pixels in the image input adapter; 0 (default): none, the prompt alone."),
+    image_width: Optional[int] = typer.Option(None, "--image-width", help="Hidden channels of a residual 3x3 conv net on pixels in the image input adapter; 0: none. Default: 0 with the image prompt, else 16."),
     text_rank: int = typer.Option(32, "--text-rank", help="Bottleneck of the text input adapter."),
     text_prompts: int = typer.Option(0, "--text-prompts", help="Learnable prompt tokens added to every text (dga/lga)."),
     image_dilations: str = typer.Option("1", "--image-dilations", help="Dilations of the image input adapter's residual conv branches, summed: 1 (default) sees 5x5 pixels; 1,2 adds a branch that sees 9x9 (multi-scale)."),
-    image_prompt: bool = typer.Option(True, "--image-prompt/--no-image-prompt", help="The image input adapter's learnable pattern, the size of the seal's input, added to every image (a visual prompt; dga/lga). On by default: on MNIST it moved dga where conv nets on pixels did not (docs/results.md)."),
+    image_prompt: Optional[bool] = typer.Option(None, "--image-prompt/--no-image-prompt", help="A learnable pattern, the size of the seal's input, added to every image (a visual prompt). Default: on for dga (on MNIST it moved dga where conv nets on pixels did not), off for lga (docs/results.md)."),
     text_context: int = typer.Option(0, "--text-context", help="Kernel of a zero-initialised depthwise convolution across tokens in the text input adapter (odd, e.g. 3); 0 (default): per-token only."),
     output_hidden: int = typer.Option(-1, "--output-hidden", help="Hidden width of the residual output adapter (-1: about 0.5% of the tower; 0: none)."),
     shared_dim: int = typer.Option(128, "--shared-dim", help="Width of the shared space when two towers differ."),
@@ -207,7 +207,7 @@ def adapt(
     head = head.value if head else None
     check_output_path(out, "--out")  # before loading anything: a bad --out must not cost a training run
     for flag, value, low in (("--batch", batch, 1), ("--eval-every", eval_every, 0), ("--limit", limit, 1), ("--val-limit", val_limit, 1),
-                             ("--image-width", image_width, 0 if image_prompt else 1), ("--text-rank", text_rank, 1), ("--text-prompts", text_prompts, 0),
+                             ("--image-width", image_width, 0), ("--text-rank", text_rank, 1), ("--text-prompts", text_prompts, 0),
                              ("--output-hidden", output_hidden, -1), ("--shared-dim", shared_dim, 1), ("--steps", steps, 1),
                              ("--training-chunk", training_chunk, 0)):  # fmt: skip
         at_least(flag, value, low)
