@@ -128,7 +128,7 @@ def image_prompt_size(config: AdapterConfig, spec: TowerSpec) -> tuple[int, int]
         return None
     size = spec.inputs[0].shape[2:]
     if len(size) != 2 or not all(isinstance(d, int) for d in size):
-        raise AdapterError(f"the image prompt needs a seal with a fixed image size; this image tower takes {list(spec.inputs[0].shape)}: drop --image-prompt")
+        raise AdapterError(f"the image prompt needs a seal with a fixed image size; this image tower takes {list(spec.inputs[0].shape)}: use --no-image-prompt (image_prompt false)")
     return int(size[0]), int(size[1])
 
 
