@@ -32,14 +32,15 @@ class ImageInputAdapter(nn.Module):
     def __init__(self, channels: int = 3, width: int = 16, dilations: tuple[int, ...] = (1,), prompt_size: tuple[int, int] | None = None):
         super().__init__()
         self.prompt = nn.Parameter(torch.zeros(channels, *prompt_size)) if prompt_size is not None else None
-        self.suffixes = [branch_suffix(d) for d in dilations] if width > 0 else []  # dilation 1 keeps the names conv_in/conv_out of older adapter files
-        for dilation in dilations if width > 0 else ():
+        branches = dilations if width > 0 else ()  # width 0: no conv net
+        self.suffixes = [branch_suffix(d) for d in branches]  # dilation 1 keeps the names conv_in/conv_out of older adapter files
+        for dilation, suffix in zip(branches, self.suffixes):
             conv_in = nn.Conv2d(channels, width, 3, padding=dilation, dilation=dilation)
             conv_out = nn.Conv2d(width, channels, 3, padding=dilation, dilation=dilation)
             nn.init.zeros_(conv_out.weight)
             nn.init.zeros_(conv_out.bias)
-            self.add_module(f"conv_in{branch_suffix(dilation)}", conv_in)
-            self.add_module(f"conv_out{branch_suffix(dilation)}", conv_out)
+            self.add_module(f"conv_in{suffix}", conv_in)
+            self.add_module(f"conv_out{suffix}", conv_out)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         # Memory, not maths: channels-last spares oneDNN padding 3-channel images to 16-channel blocks,
