@@ -24,6 +24,10 @@ adapters, cosine similarity times a learnable scale. Checkpoints: the best valid
 step 0 and 6 evaluations; its test accuracy is reported. Each finished run is appended to --out and
 skipped when the command is run again.
 
+`--text-prompts N` gives the dga methods' input adapter N soft prompt tokens after the first token
+(sealkit's `--text-prompts`), trained at `--prompt-lr` (default: the input adapter's 2e-3). Write
+such runs to their own --out: a run is skipped by method, seed and steps.
+
 Usage:
   .venv/bin/python benchmarks/token_output.py --seeds 0,1,2 --steps 150 --out benchmarks/results/token_output_rt.jsonl
 It prints each run as it lands, then per method the mean validation and test accuracy and the mean
@@ -106,17 +110,19 @@ def encode(encoder: TextEncoder, texts: list[str]) -> tuple[torch.Tensor, torch.
     return torch.from_numpy(ids), torch.from_numpy(mask)
 
 
-def run(method: str, seed: int, steps: int, data: dict, prompts: tuple, batch: int, evals: int) -> dict:
+def run(method: str, seed: int, steps: int, data: dict, prompts: tuple, batch: int, evals: int, text_prompts: int = 0, prompt_lr: float = 2e-3) -> dict:
     torch.manual_seed(seed)
     backbone, word = load_model()
     for p in [*backbone.parameters(), *word.parameters()]:
         p.requires_grad_(False)
-    input_adapter = TextInputAdapter(HIDDEN)  # made for every method, so all draw the same random numbers
+    input_adapter = TextInputAdapter(HIDDEN, prompts=text_prompts)  # made for every method, so all draw the same random numbers
     output_adapter = TokenLayer() if method.endswith("tokens") else PooledOutput()
     log_scale = nn.Parameter(torch.tensor(np.log(100.0), dtype=torch.float32))
     groups = [{"params": [*output_adapter.parameters(), log_scale], "lr": 1e-3}]
     if method.startswith("dga"):
-        groups.append({"params": list(input_adapter.parameters()), "lr": 2e-3})
+        groups.append({"params": [p for name, p in input_adapter.named_parameters() if name != "prompts"], "lr": 2e-3})
+        if text_prompts:
+            groups.append({"params": [input_adapter.prompts], "lr": prompt_lr, "weight_decay": 0.0})
     if method == "full":
         for p in backbone.parameters():
             p.requires_grad_(True)
@@ -164,7 +170,8 @@ def run(method: str, seed: int, steps: int, data: dict, prompts: tuple, batch: i
             val = accuracy("val")
             if val > best[0]:
                 best = (val, step, accuracy("test"))
-    return {"method": method, "seed": seed, "steps": steps, "val": best[0], "best_step": best[1], "test": best[2], "seconds": time.perf_counter() - started}
+    result = {"method": method, "seed": seed, "steps": steps, "val": best[0], "best_step": best[1], "test": best[2], "seconds": time.perf_counter() - started}
+    return {**result, "text_prompts": text_prompts, "prompt_lr": prompt_lr} if text_prompts else result
 
 
 def summary(runs: list[dict], steps: int, zero_shot: float) -> list[str]:
@@ -193,6 +200,8 @@ def main() -> None:
     parser.add_argument("--evals", type=int, default=6)
     parser.add_argument("--sizes", default="2000,400,1000", help="train,val,test examples (the quality benchmark's)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--text-prompts", type=int, default=0, help="soft prompt tokens in the dga methods' input adapter (0: none)")
+    parser.add_argument("--prompt-lr", type=float, default=2e-3, help="their learning rate (the input adapter's: 2e-3)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "token_output_rt.jsonl")
     args = parser.parse_args()
     methods = args.methods.split(",")
@@ -216,7 +225,7 @@ def main() -> None:
         for method in methods:
             if (method, seed, args.steps) in done:
                 continue
-            result = run(method, seed, args.steps, data, prompts, args.batch, args.evals)
+            result = run(method, seed, args.steps, data, prompts, args.batch, args.evals, args.text_prompts, args.prompt_lr)
             print(json.dumps(result), flush=True)
             runs.append(result)
             with args.out.open("a") as f:  # one line per finished run: an interrupted benchmark resumes

@@ -181,6 +181,13 @@ def test_token_output_benchmark_runs_resumes_and_reports_shares(tmp_path):
     assert again.returncode == 0, again.stderr
     assert len(out.read_text().splitlines()) == 3  # nothing rerun
     assert '"method"' not in again.stdout
+    # soft prompt tokens in dga's input adapter, at their own rate: recorded with the run
+    prompted = tmp_path / "prompts.jsonl"
+    command = [*command[: command.index("--methods")], "--methods", "dga-pooled", "--threads", "1", "--text-prompts", "2", "--prompt-lr", "1e-2", "--out", str(prompted)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    (run,) = [json.loads(line) for line in prompted.read_text().splitlines()]
+    assert (run["method"], run["text_prompts"], run["prompt_lr"]) == ("dga-pooled", 2, 1e-2)
 
 
 def test_token_layer_starts_as_the_pooled_output_adapter():
