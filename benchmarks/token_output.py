@@ -25,8 +25,8 @@ step 0 and 6 evaluations; its test accuracy is reported. Each finished run is ap
 skipped when the command is run again.
 
 `--text-prompts N` gives the dga methods' input adapter N soft prompt tokens after the first token
-(sealkit's `--text-prompts`), trained at `--prompt-lr` (default: the input adapter's 2e-3). Write
-such runs to their own --out: a run is skipped by method, seed and steps.
+(sealkit's `--text-prompts`), trained at `--prompt-lr` (default: the input adapter's 2e-3). A run is
+skipped when --out holds one with the same method, seed, steps and prompt settings.
 
 Usage:
   .venv/bin/python benchmarks/token_output.py --seeds 0,1,2 --steps 150 --out benchmarks/results/token_output_rt.jsonl
@@ -219,11 +219,12 @@ def main() -> None:
         data[name] = (ids, mask, torch.tensor([class_names.index(e.label) for e in dataset.examples]))
     prompts = encode(encoder, [TEMPLATE.format(name) for name in class_names])
     runs = [json.loads(line) for line in args.out.read_text().splitlines()] if args.out.exists() else []
-    done = {(r["method"], r["seed"], r["steps"]) for r in runs}
+    done = {(r["method"], r["seed"], r["steps"], r.get("text_prompts", 0), r.get("prompt_lr")) for r in runs}
+    setting = (args.text_prompts, args.prompt_lr if args.text_prompts else None)  # runs with other prompt settings are other runs
     args.out.parent.mkdir(parents=True, exist_ok=True)
     for seed in (int(s) for s in args.seeds.split(",")):
         for method in methods:
-            if (method, seed, args.steps) in done:
+            if (method, seed, args.steps, *setting) in done:
                 continue
             result = run(method, seed, args.steps, data, prompts, args.batch, args.evals, args.text_prompts, args.prompt_lr)
             print(json.dumps(result), flush=True)

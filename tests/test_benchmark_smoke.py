@@ -188,6 +188,11 @@ def test_token_output_benchmark_runs_resumes_and_reports_shares(tmp_path):
     assert result.returncode == 0, result.stderr
     (run,) = [json.loads(line) for line in prompted.read_text().splitlines()]
     assert (run["method"], run["text_prompts"], run["prompt_lr"]) == ("dga-pooled", 2, 1e-2)
+    # another prompt setting in the same file is another run; the same one is skipped
+    for rate, lines in (("1e-2", 1), ("3e-2", 2)):
+        result = subprocess.run([*command[: command.index("--prompt-lr")], "--prompt-lr", rate, "--out", str(prompted)], capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+        assert len(prompted.read_text().splitlines()) == lines
 
 
 def test_token_layer_starts_as_the_pooled_output_adapter():
