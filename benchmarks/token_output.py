@@ -171,7 +171,17 @@ def run(method: str, seed: int, steps: int, data: dict, prompts: tuple, batch: i
             if val > best[0]:
                 best = (val, step, accuracy("test"))
     result = {"method": method, "seed": seed, "steps": steps, "val": best[0], "best_step": best[1], "test": best[2], "seconds": time.perf_counter() - started}
-    return {**result, "text_prompts": text_prompts, "prompt_lr": prompt_lr} if text_prompts else result
+    return {**result, **prompt_setting(text_prompts, prompt_lr)}
+
+
+def prompt_setting(text_prompts: int, prompt_lr: float) -> dict:
+    """What a run records of its prompt tokens: nothing without them (the runs written before they existed)."""
+    return {"text_prompts": text_prompts, "prompt_lr": prompt_lr} if text_prompts else {}
+
+
+def run_key(record: dict) -> tuple:
+    """A run's identity in --out: method, seed, steps and prompt settings."""
+    return (record["method"], record["seed"], record["steps"], record.get("text_prompts", 0), record.get("prompt_lr"))
 
 
 def summary(runs: list[dict], steps: int, zero_shot: float) -> list[str]:
@@ -219,12 +229,12 @@ def main() -> None:
         data[name] = (ids, mask, torch.tensor([class_names.index(e.label) for e in dataset.examples]))
     prompts = encode(encoder, [TEMPLATE.format(name) for name in class_names])
     runs = [json.loads(line) for line in args.out.read_text().splitlines()] if args.out.exists() else []
-    done = {(r["method"], r["seed"], r["steps"], r.get("text_prompts", 0), r.get("prompt_lr")) for r in runs}
-    setting = (args.text_prompts, args.prompt_lr if args.text_prompts else None)  # runs with other prompt settings are other runs
+    done = {run_key(r) for r in runs}
+    setting = prompt_setting(args.text_prompts, args.prompt_lr)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     for seed in (int(s) for s in args.seeds.split(",")):
         for method in methods:
-            if (method, seed, args.steps, *setting) in done:
+            if run_key({"method": method, "seed": seed, "steps": args.steps, **setting}) in done:
                 continue
             result = run(method, seed, args.steps, data, prompts, args.batch, args.evals, args.text_prompts, args.prompt_lr)
             print(json.dumps(result), flush=True)
