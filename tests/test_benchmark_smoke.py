@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -34,9 +35,16 @@ def quality(tmp_path: Path, *flags: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-def test_quality_benchmark_smoke_runs_every_method_resumes_and_reports_intervals(tmp_path):
+def test_quality_benchmark_smoke_runs_every_method_resumes_and_reports_intervals(tmp_path, efficientnet_seal, key_bytes):
+    # The seal cache the benchmark keeps in --seal-dir, filled with the session's export of the same
+    # recipe (32 px, light) instead of a second one; the benchmark must use it, not export again.
+    seals = tmp_path / "seals"
+    seals.mkdir()
+    (seals / "bench.key").write_text(key_bytes.hex() + "\n")
+    shutil.copyfile(efficientnet_seal[1], seals / "effnet-32.seal")
     first = quality(tmp_path, "--methods", "zero-shot,output,dga,lga,lora,full", "--steps", "1", "--seeds", "0")
     assert first.returncode == 0, first.stderr[-2000:]
+    assert "exported" not in first.stdout
     runs = json.loads((tmp_path / "quality.json").read_text())["runs"]
     assert set(runs) == {f"mnist|{m}|1|0" for m in ("zero-shot", "output", "dga", "lga", "lora", "full")}
     for key, run in runs.items():
@@ -111,13 +119,9 @@ def test_compare_variants_gives_paired_differences_on_common_seeds(tmp_path):
         main(["--task", "mnist", "--steps", "150", f"{base}:lora", f"{variant}:lga"])
 
 
-def test_session_ab_times_every_setting_against_sealkits_own(tmp_path, keys, key_bytes):
-    """benchmarks/session_ab.py on a tiny text seal: 4 variants x 3 operations, ratios against the `auto` arena without spinning."""
-    from sealkit.compile.export import export_seal
-    from sealkit.compile.recipe import load_recipe
-
-    seal = tmp_path / "tiny-text.seal"
-    export_seal(load_recipe(ROOT / "tests" / "recipes" / "tiny_text.py"), seal, key=key_bytes, exposure="dark", residuals=True)
+def test_session_ab_times_every_setting_against_sealkits_own(tmp_path, keys, tiny_text_kinds_seal):
+    """benchmarks/session_ab.py on a tiny text seal with residual graphs: 4 variants x 3 operations, ratios against the `auto` arena without spinning."""
+    _, seal = tiny_text_kinds_seal
     key = keys["key"]
     out = tmp_path / "ab.json"
     command = [sys.executable, str(ROOT / "benchmarks" / "session_ab.py"), str(seal), "--key", str(key), "--rounds", "2", "--warmup", "0", "--batch", "2", "--seq", "5", "--threads", "1", "--json", str(out)]
@@ -131,13 +135,9 @@ def test_session_ab_times_every_setting_against_sealkits_own(tmp_path, keys, key
     assert all(r["median_ms"] > 0 for r in rows)
 
 
-def test_chunk_ab_times_the_towers_default_chunk_against_another(tmp_path, keys, key_bytes):
-    """benchmarks/chunk_ab.py on a tiny text seal: chunk 0 resolves to the text towers' 16 rows, ratios against the last chunk given."""
-    from sealkit.compile.export import export_seal
-    from sealkit.compile.recipe import load_recipe
-
-    seal = tmp_path / "tiny-text.seal"
-    export_seal(load_recipe(ROOT / "tests" / "recipes" / "tiny_text.py"), seal, key=key_bytes, exposure="dark", residuals=True)
+def test_chunk_ab_times_the_towers_default_chunk_against_another(tmp_path, keys, tiny_text_kinds_seal):
+    """benchmarks/chunk_ab.py on a tiny text seal with residual graphs: chunk 0 resolves to the text towers' 16 rows, ratios against the last chunk given."""
+    _, seal = tiny_text_kinds_seal
     out = tmp_path / "chunks.json"
     command = [sys.executable, str(ROOT / "benchmarks" / "chunk_ab.py"), str(seal), "--key", str(keys["key"]), "--chunks", "0,2", "--rounds", "2", "--warmup", "0", "--batch", "5", "--seq", "5", "--threads", "1", "--json", str(out)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)

@@ -1,15 +1,15 @@
 """The scale_shift and residual entry kinds: parity with torch autograd, identity at the start, training.
 
 A conv tower declares a per-channel scale_shift after its stem and a residual bottleneck adapter
-(channels on axis 1) after its depthwise stage; the tiny text tower declares a residual adapter on
-a block's output (channels last) and a scale_shift on another block's MLP. Both are exported light;
-the conv tower also with residual graphs (one forward per step), which the parity check covers.
+(channels on axis 1) after its depthwise stage; the tiny text tower (conftest's tiny_text_kinds_seal)
+declares a residual adapter on a block's output (channels last), prompt tokens and a scale_shift on
+another block's MLP. Both are exported light with residual graphs (one forward per step), which the
+parity check covers as well as the plain VJP graphs.
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,7 +21,7 @@ from synthetic import permuted_colour_dataset
 from sealkit.adapters.config import AdapterConfig
 from sealkit.compile.check import check_tower, relative_error
 from sealkit.compile.export import export_seal
-from sealkit.compile.recipe import EntryPoint, InputSpec, Recipe, TowerRecipe, load_recipe
+from sealkit.compile.recipe import EntryPoint, InputSpec, Recipe, TowerRecipe
 from sealkit.errors import RecipeError
 from sealkit.runtime.seal import open_seal
 from sealkit.runtime.task import TaskRuntime
@@ -31,7 +31,6 @@ from sealkit.train.modules import entry_parameters
 from sealkit.train.objectives import make_objective
 from sealkit.train.saving import load_adapter
 
-RECIPES = Path(__file__).resolve().parent / "recipes"
 TOLERANCE = 1e-4
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -53,16 +52,6 @@ def conv_recipe() -> Recipe:
     return Recipe(name="conv-kinds", towers=[tower])
 
 
-def text_recipe() -> Recipe:
-    recipe = load_recipe(RECIPES / "tiny_text.py")
-    width = recipe.towers[0].inputs[0].example.shape[-1]
-    recipe.towers[0].entry_points = [
-        EntryPoint("blocks.0", kind="residual", shape=(width,), rank=6),
-        EntryPoint("blocks.2.mlp", kind="scale_shift", shape=(width,)),
-    ]
-    return recipe
-
-
 @pytest.fixture(scope="module")
 def conv(tmp_path_factory, key_bytes):
     recipe = conv_recipe()
@@ -72,10 +61,8 @@ def conv(tmp_path_factory, key_bytes):
 
 
 @pytest.fixture(scope="module")
-def text(tmp_path_factory, key_bytes):
-    recipe = text_recipe()
-    path = tmp_path_factory.mktemp("kinds") / "text.seal"
-    export_seal(recipe, path, key=key_bytes, exposure="light")
+def text(tiny_text_kinds_seal, key_bytes):
+    recipe, path = tiny_text_kinds_seal
     return recipe, open_seal(path, key=key_bytes, threads=1)
 
 
@@ -88,8 +75,9 @@ def test_the_manifest_declares_each_kind_with_the_shape_the_device_trains(conv, 
     _, conv_seal, _ = conv
     _, text_seal = text
     assert [(ep.kind, ep.shape) for ep in conv_seal.tower("image").entry_points] == [("scale_shift", (2, 8, 1, 1)), ("residual", (2, 4, 8))]
-    width = text_seal.tower("text").entry_points[1].shape[-1]
-    assert [(ep.kind, ep.shape) for ep in text_seal.tower("text").entry_points] == [("residual", (2, 6, width)), ("scale_shift", (2, width))]
+    width = text_seal.tower("text").entry_points[2].shape[-1]
+    want = [("residual", (2, 6, width)), ("prompt", (4, width)), ("scale_shift", (2, width))]
+    assert [(ep.kind, ep.shape) for ep in text_seal.tower("text").entry_points] == want
 
 
 def test_conv_kinds_match_torch_autograd_including_the_residual_graphs(conv):
@@ -104,7 +92,7 @@ def test_conv_kinds_match_torch_autograd_including_the_residual_graphs(conv):
 def test_text_kinds_match_torch_autograd_at_two_sequence_lengths(text):
     recipe, seal = text
     rows = check_tower(seal, recipe.towers[0], batches=(1, 3), sequences=(2, 17), with_entries=True)
-    assert {"grad ep0 (residual)", "grad ep1 (scale_shift)"} <= {r.quantity for r in rows}
+    assert {"grad ep0 (residual)", "grad ep2 (scale_shift)", "grad ep0 (residual) [residuals]"} <= {r.quantity for r in rows}
     _assert_within(rows)
 
 
@@ -119,9 +107,15 @@ def test_the_trainer_starts_every_kind_at_the_identity(which, conv, text):
     if which == "conv":
         feeds = {"pixels": rng.normal(size=(3, 3, 32, 32)).astype(np.float32)}
     else:
-        width = tower.entry_points[1].shape[-1]
+        width = tower.entry_points[2].shape[-1]
         feeds = {"token_embeddings": rng.normal(size=(3, 5, width)).astype(np.float32), "attention_mask": np.ones((3, 5), np.int64)}
-    assert relative_error(tower.forward(feeds, start), tower.forward(feeds)) <= 1e-6
+    # Prompt tokens change the sequence whatever their values; every other kind at its start equals
+    # the no-op (all zeros), and a tower without prompts then equals the plain graph.
+    kinds = {ep.name: ep.kind for ep in tower.entry_points}
+    noop = {name: value if kinds[name] == "prompt" else np.zeros_like(value) for name, value in start.items()}
+    assert relative_error(tower.forward(feeds, start), tower.forward(feeds, noop)) <= 1e-6
+    if "prompt" not in kinds.values():
+        assert relative_error(tower.forward(feeds, start), tower.forward(feeds)) <= 1e-6
 
 
 def test_lga_trains_both_kinds_and_the_runtime_reproduces_the_adapter(conv, tmp_path):

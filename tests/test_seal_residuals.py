@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,13 +19,11 @@ from torch import nn
 
 from sealkit.compile.check import check_tower, relative_error
 from sealkit.compile.export import export_seal
-from sealkit.compile.recipe import InputSpec, Recipe, TowerRecipe, load_recipe
+from sealkit.compile.recipe import InputSpec, Recipe, TowerRecipe
 from sealkit.errors import InputError, SealkitError
 from sealkit.runtime.seal import open_seal
 from sealkit.train.seal_function import seal_forward
 
-ROOT = Path(__file__).resolve().parent.parent
-RECIPES = ROOT / "tests" / "recipes"
 TOLERANCE = 1e-4
 
 
@@ -37,8 +34,10 @@ def _export(tmp_path_factory, recipe, key_bytes, exposure: str):
 
 
 @pytest.fixture(scope="module")
-def text_residual(tmp_path_factory, key_bytes):
-    return _export(tmp_path_factory, load_recipe(RECIPES / "tiny_text.py"), key_bytes, "light")
+def text_residual(tiny_text_kinds_seal, key_bytes):
+    """The tiny text tower with residual, prompt and scale_shift entries (conftest), light, residual graphs."""
+    recipe, path = tiny_text_kinds_seal
+    return recipe, open_seal(path, key=key_bytes, threads=1)
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +90,7 @@ def test_text_residual_graphs_match_torch_in_one_chunk_and_in_chunks_of_2(text_r
     quantities = {r.quantity for r in rows}
     assert "forward_saved [residuals]" in quantities and "grad token_embeddings [residuals, chunk 2]" in quantities
     if with_entries:
-        assert "grad ep0 (prompt) [residuals, chunk 2]" in quantities and "grad ep1 (add) [residuals]" in quantities
+        assert {"grad ep0 (residual) [residuals, chunk 2]", "grad ep1 (prompt) [residuals, chunk 2]", "grad ep2 (scale_shift) [residuals]"} <= quantities
 
 
 @pytest.mark.parametrize("with_entries", [False, True], ids=["plain", "entries"])
@@ -305,11 +304,30 @@ def test_evaluation_through_a_residual_seal_keeps_the_plain_forward(convnet_resi
     assert seal_forward(tower, {"pixels": pixels.detach()}).shape == (2, 6)  # nothing to differentiate
 
 
+SMALL_CONV_RECIPE = """
+import torch
+from torch import nn
+from sealkit.compile.recipe import InputSpec, Recipe, TowerRecipe
+
+
+def recipe():
+    torch.manual_seed(0)
+    module = nn.Sequential(nn.Conv2d(3, 4, 3, stride=2), nn.Tanh(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 5))
+    tower = TowerRecipe(name="image", modality="image", module=module.eval(),
+                        inputs=[InputSpec("pixels", torch.randn(2, 3, 9, 9), dims={0: "batch"})],
+                        preprocessing={"kind": "image", "size": [9, 9], "mean": [0.5] * 3, "std": [0.5] * 3})
+    return Recipe(name="small-conv", towers=[tower])
+"""
+
+
 def test_cli_export_residuals_then_inspect_and_check(tmp_path, keys):
+    """The owner's path, on a recipe file small enough to export in seconds (tanh saves its output)."""
     from cli_harness import sealkit
 
-    out = tmp_path / "tiny-residuals.seal"
-    result = sealkit("export", RECIPES / "tiny_vit.py", "--out", out, "--key", keys["key"], "--residuals")
+    recipe = tmp_path / "small_conv.py"
+    recipe.write_text(SMALL_CONV_RECIPE)
+    out = tmp_path / "small-residuals.seal"
+    result = sealkit("export", recipe, "--out", out, "--key", keys["key"], "--residuals")
     assert result.returncode == 0, result.stderr
     assert "with residual graphs" in result.stdout
     result = sealkit("inspect", out, "--key", keys["key"])
@@ -317,6 +335,6 @@ def test_cli_export_residuals_then_inspect_and_check(tmp_path, keys):
     assert "intermediate activations" in result.stdout
     report = json.loads(sealkit("inspect", out, "--json").stdout)
     assert report["manifest"]["towers"]["image"]["residuals"]["forward_saved"]
-    result = sealkit("check", out, RECIPES / "tiny_vit.py", "--key", keys["key"])
+    result = sealkit("check", out, recipe, "--key", keys["key"])
     assert result.returncode == 0, result.stderr
     assert "forward_saved [residuals]" in result.stdout and "parity ok" in result.stdout
