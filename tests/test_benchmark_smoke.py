@@ -35,13 +35,14 @@ def quality(tmp_path: Path, *flags: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-def test_quality_benchmark_smoke_runs_every_method_resumes_and_reports_intervals(tmp_path, efficientnet_seal, key_bytes):
+def test_quality_benchmark_smoke_runs_every_method_resumes_and_reports_intervals(tmp_path, efficientnet_seal):
     # The seal cache the benchmark keeps in --seal-dir, filled with the session's export of the same
     # recipe (32 px, light) instead of a second one; the benchmark must use it, not export again.
+    _, seal, key = efficientnet_seal
     seals = tmp_path / "seals"
     seals.mkdir()
-    (seals / "bench.key").write_text(key_bytes.hex() + "\n")
-    shutil.copyfile(efficientnet_seal[1], seals / "effnet-32.seal")
+    (seals / "bench.key").write_text(key.hex() + "\n")
+    shutil.copyfile(seal, seals / "effnet-32.seal")
     first = quality(tmp_path, "--methods", "zero-shot,output,dga,lga,lora,full", "--steps", "1", "--seeds", "0")
     assert first.returncode == 0, first.stderr[-2000:]
     assert "exported" not in first.stdout

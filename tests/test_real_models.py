@@ -43,9 +43,9 @@ def minilm(tmp_path_factory, key_bytes):
 
 
 @pytest.fixture(scope="module")
-def efficientnet(efficientnet_seal, key_bytes):
-    recipe, path = efficientnet_seal  # 32 px, light (conftest)
-    return recipe, open_seal(path, key=key_bytes, weights="shared")  # as `sealkit check` opens it
+def efficientnet(efficientnet_seal):
+    recipe, path, key = efficientnet_seal  # 32 px, light: the demo's export (conftest)
+    return recipe, open_seal(path, key=key, weights="shared")  # as `sealkit check` opens it
 
 
 def test_minilm_seal_matches_torch_autograd_within_1e_4(minilm, capsys):
