@@ -32,52 +32,48 @@ def key_bytes(keys) -> bytes:
     return read_key(keys["key"])
 
 
-def _export(tmp_path_factory, recipe_file: str, keys: dict[str, Path], exposure: str, encrypt: bool = True) -> Path:
+def _export(tmp_path_factory, keys: dict[str, Path], recipe, name: str, residuals: bool = False) -> Path:
+    """Export `recipe` light (plain graphs plus entry-point graphs), encrypted and signed, to NAME.seal."""
     from sealkit.compile.export import export_seal
-    from sealkit.compile.recipe import load_recipe
     from sealkit.seal.crypto import read_key, read_signing_key
 
-    out = tmp_path_factory.mktemp("seals") / f"{Path(recipe_file).stem}-{exposure}.seal"
-    export_seal(
-        load_recipe(RECIPES / recipe_file),
-        out,
-        key=read_key(keys["key"]) if encrypt else None,
-        signing_key=read_signing_key(keys["sign_key"]),
-        exposure=exposure,
-    )
+    out = tmp_path_factory.mktemp("seals") / f"{name}.seal"
+    export_seal(recipe, out, key=read_key(keys["key"]), signing_key=read_signing_key(keys["sign_key"]), exposure="light", residuals=residuals)
     return out
+
+
+def _recipe(recipe_file: str):
+    from sealkit.compile.recipe import load_recipe
+
+    return load_recipe(RECIPES / recipe_file)
 
 
 @pytest.fixture(scope="session")
 def tiny_image_seal(tmp_path_factory, keys) -> Path:
     """tests/recipes/tiny_vit.py, light exposure (plain graphs plus entry-point graphs), encrypted and signed."""
-    return _export(tmp_path_factory, "tiny_vit.py", keys, "light")
+    return _export(tmp_path_factory, keys, _recipe("tiny_vit.py"), "tiny_vit-light")
 
 
 @pytest.fixture(scope="session")
 def tiny_text_seal(tmp_path_factory, keys) -> Path:
     """tests/recipes/tiny_text.py, light exposure, encrypted and signed."""
-    return _export(tmp_path_factory, "tiny_text.py", keys, "light")
+    return _export(tmp_path_factory, keys, _recipe("tiny_text.py"), "tiny_text-light")
 
 
 @pytest.fixture(scope="session")
 def tiny_pair_seal(tmp_path_factory, keys) -> Path:
     """tests/recipes/tiny_pair.py (image + text towers), light exposure, encrypted and signed."""
-    return _export(tmp_path_factory, "tiny_pair.py", keys, "light")
+    return _export(tmp_path_factory, keys, _recipe("tiny_pair.py"), "tiny_pair-light")
 
 
 @pytest.fixture(scope="session")
-def tiny_text_kinds_seal(tmp_path_factory, key_bytes):
+def tiny_text_kinds_seal(tmp_path_factory, keys):
     """(recipe, path): small_nets.text_kinds_recipe() (residual, prompt and scale_shift entries), light,
-    encrypted, with residual graphs. One export shared by the entry-kind, residual-graph and benchmark tests."""
+    encrypted and signed, with residual graphs. One export shared by the entry-kind, residual-graph and benchmark tests."""
     from small_nets import text_kinds_recipe
 
-    from sealkit.compile.export import export_seal
-
     recipe = text_kinds_recipe()
-    path = tmp_path_factory.mktemp("seals") / "tiny-text-kinds-residuals.seal"
-    export_seal(recipe, path, key=key_bytes, exposure="light", residuals=True)
-    return recipe, path
+    return recipe, _export(tmp_path_factory, keys, recipe, "tiny-text-kinds-residuals", residuals=True)
 
 
 DEMO_ARGS = ("--task", "mnist", "--image-size", "32", "--steps", "3", "--train-limit", "100", "--val-limit", "50", "--test-limit", "60")
@@ -93,7 +89,8 @@ def demo_run(tmp_path_factory) -> dict:
     from cli_harness import sealkit
 
     out = tmp_path_factory.mktemp("demo")
-    return {"out": out, "args": ("demo", *DEMO_ARGS, "--out", out), "result": sealkit("demo", *DEMO_ARGS, "--out", out, timeout=600)}
+    args = ("demo", *DEMO_ARGS, "--out", out)
+    return {"out": out, "args": args, "result": sealkit(*args, timeout=600)}
 
 
 @pytest.fixture(scope="session")
