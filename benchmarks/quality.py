@@ -82,9 +82,9 @@ ALL_METHODS = ["zero-shot", "output", "dga", "lga", "lora", "full"]
 ALL_TASKS = ["mnist", "rt-sentiment", "rt-retrieval", "fashion"]
 DEFAULT_TASKS = ["mnist", "rt-sentiment"]
 # settings added later, as files written before them hold them
-SETTINGS_BEFORE = {"image_prompt": False}
+SETTINGS_BEFORE = {"image_prompt": False, "output_lr": None}
 # settings that change every run's result: a --out written with other values is refused
-RESULT_SETTINGS = ("batch", "lr", "lr_lora", "lr_whitebox", "evals", "output_hidden", "shared_dim", "text_prompts", "image_width", "image_prompt", "image_size", "train", "val", "test", "data_seed")
+RESULT_SETTINGS = ("batch", "lr", "output_lr", "lr_lora", "lr_whitebox", "evals", "output_hidden", "shared_dim", "text_prompts", "image_width", "image_prompt", "image_size", "train", "val", "test", "data_seed")
 
 # ----- seals ----------------------------------------------------------------------------------
 
@@ -341,7 +341,7 @@ def run_method(task: str, method: str, steps: int, seed: int, seal, whitebox_rec
             eval_seconds[0] += time.perf_counter() - t
 
     objective.evaluate = timed_evaluate
-    result = fit(objective, pack, train, val, config, workdir / f"{task}-{method}.ckpt", progress=not args.quiet, output_lr=fitted.output_lr)
+    result = fit(objective, pack, train, val, config, workdir / f"{task}-{method}.ckpt", progress=not args.quiet, output_lr=args.output_lr or fitted.output_lr)
     if result.interrupted:  # SIGTERM/SIGINT: sealkit's fit stops early; an unfinished run must not be recorded
         raise SystemExit(f"{task} {method} seed {seed} interrupted at step {result.steps_done}; rerun to resume")
     pack.eval()
@@ -409,6 +409,7 @@ def main() -> None:
     parser.add_argument("--data-seed", type=int, default=0, help="the train/val/test split (the same for every method and seed)")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=None, help="gray-box input side; default: sealkit adapt's (4e-3 on text towers since 2026-11-27, 1e-2 on image towers; the stored runs used 2e-3 on text: pass --lr 2e-3 to extend their files)")
+    parser.add_argument("--output-lr", type=float, default=None, help="every trained method's head and output adapter after the fit; default: the rate the output-stage fit picks on validation")
     parser.add_argument("--lr-lora", type=float, default=1e-3, help="LoRA weights")
     parser.add_argument("--lr-whitebox", type=float, default=1e-4, help="full fine-tuning (the backbone's weights)")
     parser.add_argument("--evals", type=int, default=3, help="validation evaluations per run after step 0 (best kept)")
