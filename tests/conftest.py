@@ -76,7 +76,8 @@ def tiny_text_kinds_seal(tmp_path_factory, keys):
     return recipe, _export(tmp_path_factory, keys, recipe, "tiny-text-kinds-residuals", residuals=True)
 
 
-DEMO_ARGS = ("--task", "mnist", "--image-size", "32", "--steps", "3", "--train-limit", "100", "--val-limit", "50", "--test-limit", "60")
+DEMO_IMAGE_SIZE = 32  # the demo exports EfficientNet-Lite0 at this size; efficientnet_seal loads its recipe at it
+DEMO_ARGS = ("--task", "mnist", "--image-size", str(DEMO_IMAGE_SIZE), "--steps", "3", "--train-limit", "100", "--val-limit", "50", "--test-limit", "60")
 
 
 @pytest.fixture(scope="session")
@@ -104,8 +105,8 @@ def efficientnet_seal(demo_run):
     result, out = demo_run["result"], demo_run["out"]
     if result.returncode != 0:
         pytest.fail(f"sealkit demo, which exports the EfficientNet-Lite0 seal, failed: {result.stderr[-2000:]}")
-    recipe = load_recipe(ROOT / "export" / "efficientnet_lite0.py", image_size=32)
-    return recipe, out / "efficientnet_lite0-32-residual.seal", read_key(out / "keys" / "seal.key")
+    recipe = load_recipe(ROOT / "export" / "efficientnet_lite0.py", image_size=DEMO_IMAGE_SIZE)
+    return recipe, out / f"efficientnet_lite0-{DEMO_IMAGE_SIZE}-residual.seal", read_key(out / "keys" / "seal.key")
 
 
 @pytest.fixture(scope="module")
