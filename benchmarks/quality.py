@@ -35,6 +35,7 @@ import argparse
 import copy
 import functools
 import json
+import math
 import os
 import re
 import sys
@@ -341,7 +342,7 @@ def run_method(task: str, method: str, steps: int, seed: int, seal, whitebox_rec
             eval_seconds[0] += time.perf_counter() - t
 
     objective.evaluate = timed_evaluate
-    result = fit(objective, pack, train, val, config, workdir / f"{task}-{method}.ckpt", progress=not args.quiet, output_lr=args.output_lr or fitted.output_lr)
+    result = fit(objective, pack, train, val, config, workdir / f"{task}-{method}.ckpt", progress=not args.quiet, output_lr=fitted.output_lr if args.output_lr is None else args.output_lr)
     if result.interrupted:  # SIGTERM/SIGINT: sealkit's fit stops early; an unfinished run must not be recorded
         raise SystemExit(f"{task} {method} seed {seed} interrupted at step {result.steps_done}; rerun to resume")
     pack.eval()
@@ -373,6 +374,17 @@ def run_method(task: str, method: str, steps: int, seed: int, seal, whitebox_rec
 
 def run_key(task: str, method: str, steps: int, seed: int) -> str:
     return f"{task}|{method}|{steps}|{seed}"
+
+
+def positive_rate(text: str) -> float:
+    """A learning rate: a positive finite number (argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive finite number")
+    return value
 
 
 def int_list(text: str) -> list[int]:
@@ -408,10 +420,10 @@ def main() -> None:
     parser.add_argument("--seeds", type=int_list, default=None, help="training seeds, comma-separated (default 0,1,2; --smoke: 0)")
     parser.add_argument("--data-seed", type=int, default=0, help="the train/val/test split (the same for every method and seed)")
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=None, help="gray-box input side; default: sealkit adapt's (4e-3 on text towers since 2026-11-27, 1e-2 on image towers; the stored runs used 2e-3 on text: pass --lr 2e-3 to extend their files)")
-    parser.add_argument("--output-lr", type=float, default=None, help="every trained method's head and output adapter after the fit; default: the rate the output-stage fit picks on validation")
-    parser.add_argument("--lr-lora", type=float, default=1e-3, help="LoRA weights")
-    parser.add_argument("--lr-whitebox", type=float, default=1e-4, help="full fine-tuning (the backbone's weights)")
+    parser.add_argument("--lr", type=positive_rate, default=None, help="gray-box input side; default: sealkit adapt's (4e-3 on text towers since 2026-11-27, 1e-2 on image towers; the stored runs used 2e-3 on text: pass --lr 2e-3 to extend their files)")
+    parser.add_argument("--output-lr", type=positive_rate, default=None, help="every trained method's head and output adapter after the fit; default: the rate the output-stage fit picks on validation")
+    parser.add_argument("--lr-lora", type=positive_rate, default=1e-3, help="LoRA weights")
+    parser.add_argument("--lr-whitebox", type=positive_rate, default=1e-4, help="full fine-tuning (the backbone's weights)")
     parser.add_argument("--evals", type=int, default=3, help="validation evaluations per run after step 0 (best kept)")
     parser.add_argument("--output-hidden", type=int, default=-1, help="-1: sealkit's default size")
     parser.add_argument("--shared-dim", type=int, default=128)

@@ -10,11 +10,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def sealkit(*args: object, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    """`python -m sealkit ARGS` from the repository root, without the caller's key, debug or colour settings."""
+def cli_env() -> dict[str, str]:
+    """The environment `sealkit` runs in: without the caller's key, debug or colour settings, offline, one thread."""
     env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "SEALKIT_KEY", "SEALKIT_DEBUG", "TTY_COMPATIBLE")}
     env.update(HF_HUB_OFFLINE="1", NO_COLOR="1", COLUMNS="200", OMP_NUM_THREADS="1")
-    return subprocess.run([sys.executable, "-m", "sealkit", *map(str, args)], cwd=cwd or ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    return env
+
+
+def sealkit_command(*args: object) -> list[str]:
+    return [sys.executable, "-m", "sealkit", *map(str, args)]
+
+
+def sealkit(*args: object, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`python -m sealkit ARGS` from the repository root, in `cli_env()`."""
+    return subprocess.run(sealkit_command(*args), cwd=cwd or ROOT, env=cli_env(), capture_output=True, text=True, timeout=timeout)
 
 
 def assert_ok(result: subprocess.CompletedProcess) -> None:

