@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-RECIPES = ROOT / "tests" / "recipes"  # small recipes for tests (the owner's real ones are in export/)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 

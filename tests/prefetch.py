@@ -29,7 +29,7 @@ class Prefetch:
         self._lock = threading.Lock()
         self._closed = False
 
-    def submit(self, name: str, args: tuple[object, ...], timeout: float = 900) -> None:
+    def submit(self, name: str, args: tuple[object, ...], timeout: float = 1200) -> None:
         """Queue `sealkit ARGS` under `name` (once: a second submit of a name is ignored)."""
         if name not in self._jobs:
             self._jobs[name] = self._pool.submit(self._run, args, timeout)
@@ -100,33 +100,33 @@ class SharedRuns:
     def __init__(self, folder: Path, keys: dict[str, Path], parallel: int = 2) -> None:
         self.folder = folder
         self.keys = keys
+        self.demo_args = ("demo", *DEMO_ARGS, "--out", folder / "demo")
         self.jobs = Prefetch(parallel)
 
     def start(self, name: str) -> None:
         """Queue seal or demo `name` unless queued already, or unless what it needs is not installed."""
-        if missing_module(DEMO_MODULES if name == DEMO else SEALS[name][2]):
+        if missing_module(_modules(name)):
             return
         if name == DEMO:
-            self.jobs.submit(name, ("demo", *DEMO_ARGS, "--out", self.folder / "demo"), timeout=1200)
+            self.jobs.submit(name, self.demo_args)
         else:
             recipe, flags, _ = SEALS[name]
-            out = self.folder / f"{name}.seal"
-            self.jobs.submit(name, ("export", recipe, "--out", out, "--key", self.keys["key"], "--sign-key", self.keys["sign_key"], "--exposure", "light", *flags), timeout=1200)
+            keys = ("--key", self.keys["key"], "--sign-key", self.keys["sign_key"])
+            self.jobs.submit(name, ("export", recipe, "--out", self.folder / f"{name}.seal", *keys, "--exposure", "light", *flags))
 
     def seal(self, name: str) -> Path:
         """The exported seal (light, encrypted with keys["key"], signed); skips if its recipe's modules are missing."""
-        result = self._wait(name, SEALS[name][2])
+        result = self._wait(name)
         if result.returncode != 0:
             pytest.fail(f"`sealkit export` for {name} failed (exit {result.returncode}): {result.stderr[-2000:]}")
         return self.folder / f"{name}.seal"
 
     def demo(self) -> dict:
         """`sealkit demo` run once from a fresh folder: {"out": folder, "args": its arguments, "result": CompletedProcess}."""
-        result = self._wait(DEMO, DEMO_MODULES)
-        return {"out": self.folder / "demo", "args": ("demo", *DEMO_ARGS, "--out", self.folder / "demo"), "result": result}
+        return {"out": self.folder / "demo", "args": self.demo_args, "result": self._wait(DEMO)}
 
-    def _wait(self, name: str, modules: tuple[str, ...]) -> subprocess.CompletedProcess:
-        missing = missing_module(modules)
+    def _wait(self, name: str) -> subprocess.CompletedProcess:
+        missing = missing_module(_modules(name))
         if missing:
             pytest.skip(f"{name} needs {missing}, which is not installed")
         self.start(name)
@@ -134,3 +134,8 @@ class SharedRuns:
 
     def close(self) -> None:
         self.jobs.close()
+
+
+def _modules(name: str) -> tuple[str, ...]:
+    """The modules seal or demo `name` needs."""
+    return DEMO_MODULES if name == DEMO else SEALS[name][2]
